@@ -1,0 +1,149 @@
+"""Catalogue connections: engines, sessions, and migrations applied on first use."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
+
+from fleetwright.errors import CatalogueUnavailableError
+from fleetwright.settings import get_settings
+
+__all__ = ["get_engine", "safe_url", "session_scope", "upgrade", "dispose_engines"]
+
+logger = logging.getLogger(__name__)
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+_engines: dict[str, Engine] = {}
+_makers: dict[str, sessionmaker[Session]] = {}
+_upgraded: set[str] = set()
+_lock = threading.Lock()
+
+
+def safe_url(url: str) -> str:
+    """The URL with its password hidden, for messages."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return "<unparseable database URL>"
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA busy_timeout=30000")
+    cur.close()
+
+
+def _create_engine(url: str) -> Engine:
+    u = make_url(url)
+    if u.get_backend_name() == "sqlite":
+        if u.database and u.database != ":memory:":
+            Path(u.database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, connect_args={"timeout": 30})
+        event.listen(engine, "connect", _sqlite_pragmas)
+        return engine
+    if u.get_backend_name() == "postgresql":
+        return create_engine(
+            url,
+            pool_pre_ping=True,
+            pool_size=10,
+            max_overflow=20,
+            connect_args={"connect_timeout": 5},
+        )
+    return create_engine(url, pool_pre_ping=True)
+
+
+def get_engine(url: str | None = None, *, migrate: bool = True) -> Engine:
+    """The engine for `url` (default: the settings' catalogue), migrated on first use."""
+    url = url or get_settings().catalogue_url
+    with _lock:
+        engine = _engines.get(url)
+        if engine is None:
+            try:
+                engine = _create_engine(url)
+            except (SQLAlchemyError, ImportError, ValueError) as exc:
+                raise CatalogueUnavailableError(
+                    f"Cannot open the catalogue at {safe_url(url)}: {type(exc).__name__}. "
+                    "Check FLEETWRIGHT_DATABASE_URL.",
+                    retryable=False,
+                ) from None
+            _engines[url] = engine
+            _makers[url] = sessionmaker(engine, expire_on_commit=False)
+    if migrate and url not in _upgraded:
+        upgrade(url)
+    return engine
+
+
+def dispose_engines() -> None:
+    with _lock:
+        for engine in _engines.values():
+            engine.dispose()
+        _engines.clear()
+        _makers.clear()
+        _upgraded.clear()
+
+
+def _check_connect(engine: Engine, url: str) -> None:
+    try:
+        with engine.connect() as conn:
+            conn.execute(text("select 1"))
+    except OperationalError as exc:
+        reason = str(exc.orig).strip().splitlines()[0] if exc.orig else "no answer"
+        raise CatalogueUnavailableError(
+            f"The catalogue database at {safe_url(url)} is unreachable ({reason}). "
+            "Start the database or fix FLEETWRIGHT_DATABASE_URL.",
+        ) from None
+
+
+def upgrade(url: str | None = None, revision: str = "head") -> str:
+    """Apply Alembic migrations up to `revision`; idempotent. Returns the current revision."""
+    from alembic import command
+    from alembic.config import Config
+    from alembic.runtime.migration import MigrationContext
+
+    url = url or get_settings().catalogue_url
+    engine = get_engine(url, migrate=False)
+    _check_connect(engine, url)
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, revision)
+    with engine.connect() as conn:
+        current = MigrationContext.configure(conn).get_current_revision() or ""
+    _upgraded.add(url)
+    return current
+
+
+@contextmanager
+def session_scope(url: str | None = None) -> Iterator[Session]:
+    """A session in one transaction: committed on success, rolled back on any error."""
+    url = url or get_settings().catalogue_url
+    get_engine(url)
+    session = _makers[url]()
+    try:
+        yield session
+        session.commit()
+    except OperationalError as exc:
+        session.rollback()
+        reason = str(exc.orig).strip().splitlines()[0] if exc.orig else "no answer"
+        raise CatalogueUnavailableError(
+            f"The catalogue at {safe_url(url)} failed: {reason}"
+        ) from None
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()

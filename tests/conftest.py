@@ -1,0 +1,95 @@
+"""Shared test fixtures: an isolated Fleetwright home, catalogues on SQLite and Postgres."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+# Isolate every test session from the user's own Fleetwright and Prefect state.
+_SESSION_HOME = Path(os.environ.get("FLEETWRIGHT_TEST_TMP", "/tmp")) / f"fw-test-{uuid.uuid4().hex[:8]}"
+os.environ["FLEETWRIGHT_HOME"] = str(_SESSION_HOME)
+os.environ.pop("FLEETWRIGHT_DATABASE_URL", None)
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+if not os.environ.get("FLEETWRIGHT_CHROMIUM_EXECUTABLE"):
+    for candidate in ("/usr/bin/chromium", "/usr/bin/chromium-browser"):
+        if Path(candidate).exists():
+            os.environ["FLEETWRIGHT_CHROMIUM_EXECUTABLE"] = candidate
+            break
+
+PG_ADMIN_URL = os.environ.get(
+    "FLEETWRIGHT_TEST_DATABASE_URL", "postgresql+psycopg://root@127.0.0.1:5432/postgres"
+)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    shutil.rmtree(_SESSION_HOME, ignore_errors=True)
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A fresh Fleetwright home with a fresh SQLite catalogue for one test."""
+    from fleetwright.catalogue.db import dispose_engines
+    from fleetwright.settings import reset_settings
+
+    h = tmp_path / "home"
+    monkeypatch.setenv("FLEETWRIGHT_HOME", str(h))
+    monkeypatch.delenv("FLEETWRIGHT_DATABASE_URL", raising=False)
+    reset_settings()
+    yield h
+    dispose_engines()
+    reset_settings()
+
+
+def _pg_create(name: str) -> str:
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+    finally:
+        admin.dispose()
+    return make_url(PG_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
+
+
+def _pg_drop(name: str) -> None:
+    from sqlalchemy import create_engine, text
+
+    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    finally:
+        admin.dispose()
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    """A new, empty Postgres database for one test (dropped afterwards)."""
+    name = f"fw_test_{uuid.uuid4().hex[:10]}"
+    try:
+        url = _pg_create(name)
+    except Exception as exc:  # noqa: BLE001 - reported as a clear failure
+        pytest.fail(
+            f"PostgreSQL is needed at {PG_ADMIN_URL} (set FLEETWRIGHT_TEST_DATABASE_URL): {exc}"
+        )
+    yield url
+    from fleetwright.catalogue.db import dispose_engines
+
+    dispose_engines()
+    _pg_drop(name)
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def catalogue_url(request: pytest.FixtureRequest, home: Path) -> Iterator[str]:
+    """The catalogue URL, once on SQLite and once on a fresh Postgres database."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{home / 'catalogue.db'}"
+    else:
+        yield request.getfixturevalue("pg_url")
