@@ -151,6 +151,9 @@ class Profile(Base):
     state_version: Mapped[int] = mapped_column(Integer, default=0)
     lease_holder: Mapped[str | None] = mapped_column(String(128))
     lease_expires_at: Mapped[datetime | None]
+    lease_proxy_id: Mapped[int | None] = mapped_column(
+        Integer, doc="The proxy the lease holder's session goes through (per-proxy caps)."
+    )
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
@@ -160,7 +163,11 @@ class Profile(Base):
         back_populates="profile", cascade="all, delete-orphan", lazy="selectin"
     )
 
-    __table_args__ = (Index(None, "status"), Index(None, "proxy_id"))
+    __table_args__ = (
+        Index(None, "status"),
+        Index(None, "proxy_id"),
+        Index(None, "lease_proxy_id", "lease_expires_at"),
+    )
 
     @property
     def tags(self) -> list[str]:
