@@ -21,6 +21,21 @@ if not os.environ.get("FLEETWRIGHT_CHROMIUM_EXECUTABLE"):
             os.environ["FLEETWRIGHT_CHROMIUM_EXECUTABLE"] = candidate
             break
 
+# One Prefect server for the whole session (started on first use by the `prefect_api` fixture).
+# The API URL is set before Prefect is imported, so every client in this process and in the
+# processes the tests start talks to that server and never to the user's own.
+_PREFECT_PORT = int(os.environ.get("FLEETWRIGHT_TEST_PREFECT_PORT", "0")) or None
+if _PREFECT_PORT is None:
+    import socket
+
+    with socket.socket() as _s:
+        _s.bind(("127.0.0.1", 0))
+        _PREFECT_PORT = int(_s.getsockname()[1])
+os.environ["PREFECT_HOME"] = str(_SESSION_HOME / "prefect-client")
+os.environ["PREFECT_PROFILES_PATH"] = str(_SESSION_HOME / "prefect-client" / "profiles.toml")
+os.environ["PREFECT_API_URL"] = f"http://127.0.0.1:{_PREFECT_PORT}/api"
+os.environ["PREFECT_LOGGING_TO_API_BATCH_INTERVAL"] = "0.5"
+
 PG_ADMIN_URL = os.environ.get(
     "FLEETWRIGHT_TEST_DATABASE_URL", "postgresql+psycopg://root@127.0.0.1:5432/postgres"
 )
@@ -28,6 +43,20 @@ PG_ADMIN_URL = os.environ.get(
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     shutil.rmtree(_SESSION_HOME, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def prefect_api() -> Iterator[str]:
+    """A real local Prefect server (SQLite, telemetry off) for the whole test session."""
+    from fleetwright.embedded import LocalPrefectServer
+
+    server = LocalPrefectServer(prefect_home=_SESSION_HOME / "prefect-server", port=_PREFECT_PORT)
+    api_url = server.start()
+    assert api_url == os.environ["PREFECT_API_URL"]
+    try:
+        yield api_url
+    finally:
+        server.stop()
 
 
 @pytest.fixture
