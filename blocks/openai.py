@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from prefect.blocks.core import Block
 from pydantic import Field, SecretStr
+
+if TYPE_CHECKING:
+    from openai import AsyncOpenAI
 
 __all__ = ["OpenAICredentials"]
 
@@ -22,3 +27,15 @@ class OpenAICredentials(Block):
     project: str | None = None
     base_url: str | None = Field(default=None, description="For compatible servers and tests.")
     model: str = Field(default="gpt-4.1-mini", description="Default model.")
+
+    def get_client(self, **options: Any) -> AsyncOpenAI:
+        """An async OpenAI client; `options` go to the SDK (max_retries, timeout, ...)."""
+        from openai import AsyncOpenAI
+
+        return AsyncOpenAI(
+            api_key=self.api_key.get_secret_value(),
+            organization=self.organization,
+            project=self.project,
+            base_url=self.base_url,
+            **options,
+        )
