@@ -234,6 +234,7 @@ def _observe(
     url: str | None,
     now: datetime | None,
     policy: HealthPolicy,
+    emit_events: bool,
     result: ProbeResult | None = None,
 ) -> HealthChange | None:
     with session_scope(url) as session:
@@ -252,7 +253,7 @@ def _observe(
             now=now or utcnow(),
             policy=policy,
         )
-    if change is not None:  # only after the commit: never announce what was rolled back
+    if change is not None and emit_events:  # after the commit: never announce a rollback
         emit_health_event(change)
     return change
 
@@ -264,6 +265,7 @@ def record_probe_result(
     url: str | None = None,
     now: datetime | None = None,
     policy: HealthPolicy | None = None,
+    emit_events: bool = True,
 ) -> HealthChange | None:
     """Store a probe's outcome on the proxy row (own transaction); emit any transition."""
     policy = policy or HealthPolicy()
@@ -277,6 +279,7 @@ def record_probe_result(
         url=url,
         now=now,
         policy=policy,
+        emit_events=emit_events,
         result=result,
     )
 
@@ -289,6 +292,7 @@ def report_session_result(
     url: str | None = None,
     now: datetime | None = None,
     policy: HealthPolicy | None = None,
+    emit_events: bool = True,
 ) -> HealthChange | None:
     """Count a real session's outcome through the proxy towards its error score."""
     policy = policy or HealthPolicy()
@@ -301,6 +305,7 @@ def report_session_result(
         url=url,
         now=now,
         policy=policy,
+        emit_events=emit_events,
     )
 
 
