@@ -1,0 +1,72 @@
+"""Find and stop the Chromium processes a pool launched, through /proc (Linux)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+from pathlib import Path
+
+__all__ = ["TAG_VAR", "alive", "descendants", "kill_tree", "tagged_pids"]
+
+#: Environment variable whose value names the pool browser a process belongs to.
+TAG_VAR = "FLEETWRIGHT_BROWSER_ID"
+_PROC = Path("/proc")
+
+
+def tagged_pids(tag: str) -> list[int]:
+    """PIDs whose environment carries TAG_VAR=`tag` (the browser's main process)."""
+    needle = f"{TAG_VAR}={tag}".encode()
+    found = []
+    for entry in _PROC.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            env = (entry / "environ").read_bytes()
+        except OSError:
+            continue
+        if needle in env.split(b"\0"):
+            found.append(int(entry.name))
+    return sorted(found)
+
+
+def _children_map() -> dict[int, list[int]]:
+    children: dict[int, list[int]] = {}
+    for entry in _PROC.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        children.setdefault(ppid, []).append(int(entry.name))
+    return children
+
+
+def descendants(pid: int) -> list[int]:
+    """All processes below `pid` (not `pid` itself)."""
+    children = _children_map()
+    out: list[int] = []
+    stack = list(children.get(pid, []))
+    while stack:
+        child = stack.pop()
+        out.append(child)
+        stack.extend(children.get(child, []))
+    return out
+
+
+def alive(pid: int) -> bool:
+    """Whether `pid` exists and is not a zombie."""
+    try:
+        stat = (_PROC / str(pid) / "stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def kill_tree(pid: int) -> None:
+    """SIGKILL `pid` and everything below it."""
+    for target in [*descendants(pid), pid]:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(target, signal.SIGKILL)

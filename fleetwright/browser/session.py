@@ -1,0 +1,143 @@
+"""One browser session: a context and page for one profile, with state and artifact helpers."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from fleetwright.browser.artifacts import SessionArtifacts
+from fleetwright.browser.files import atomic_write_bytes
+from fleetwright.browser.session_storage import capture_session_storage
+from fleetwright.browser.spec import LaunchSpec
+from fleetwright.browser.state import BrowserState, StateStore
+from fleetwright.errors import SessionError
+
+if TYPE_CHECKING:
+    from playwright.async_api import BrowserContext, Page
+
+__all__ = ["SESSION_STORAGE_FILE", "BrowserSession"]
+
+logger = logging.getLogger(__name__)
+
+#: In a persistent user-data-dir: the sessionStorage captured at the last save.
+SESSION_STORAGE_FILE = "fleetwright-session-storage.json"
+
+
+class BrowserSession:
+    """What `BrowserPool.session()` yields: `.context`, `.page`, state and artifact helpers."""
+
+    def __init__(
+        self,
+        spec: LaunchSpec,
+        context: BrowserContext,
+        page: Page,
+        *,
+        artifacts: SessionArtifacts,
+        store: StateStore | None,
+        workdir: Path | None = None,
+    ) -> None:
+        self.spec = spec
+        self.context = context
+        self.page = page
+        self.artifacts = artifacts
+        self.workdir = workdir
+        self.crashed = False
+        self.failed = False
+        self.saved_version: int | None = None
+        self.keep_trace = spec.trace
+        self._store = store
+        self._closed = False
+
+    @property
+    def profile_name(self) -> str:
+        return self.spec.profile_name
+
+    @property
+    def artifact_paths(self) -> dict[str, Path]:
+        """Artifacts written so far (name → path), for the run record."""
+        return dict(self.artifacts.paths)
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    async def screenshot(self, name: str = "screenshot", *, full_page: bool = True) -> Path:
+        """Save a screenshot of the session's page into its artifact folder."""
+        return await self.artifacts.screenshot(self.page, name, full_page=full_page)
+
+    async def capture_state(self) -> BrowserState:
+        """Cookies, localStorage, IndexedDB and sessionStorage of the live context."""
+        storage = await self.context.storage_state(indexed_db=True)
+        session_storage = await capture_session_storage(list(self.context.pages))
+        return BrowserState(storage=dict(storage), session_storage=session_storage)
+
+    async def save_state(self, run_id: int | None = None) -> int:
+        """Save the profile's state as a new version; returns it.
+
+        In persistent mode this closes the browser first (a user-data-dir can only be
+        versioned closed), so call it last.
+        """
+        if self._store is None:
+            raise SessionError(
+                f"Profile {self.profile_name!r} was launched with restore_state=False; "
+                "launch it with state to save state"
+            )
+        if self.spec.state_mode == "storage":
+            state = await self.capture_state()
+            version = await asyncio.to_thread(self._store.save, self.profile_name, state, run_id)
+        else:
+            if self.workdir is None or self._closed:
+                raise SessionError(f"Profile {self.profile_name!r}: the session is already closed")
+            captured = await capture_session_storage(list(self.context.pages))
+            data = json.dumps(captured).encode()
+            await asyncio.to_thread(atomic_write_bytes, self.workdir / SESSION_STORAGE_FILE, data)
+            await self.close(failed=False)
+            version = await asyncio.to_thread(
+                self._store.commit, self.profile_name, self.workdir, run_id
+            )
+            self.workdir = None
+        self.saved_version = version
+        return version
+
+    async def close(self, *, failed: bool) -> None:
+        """Failure artifacts, then stop tracing and close the context (idempotent)."""
+        if self._closed:
+            return
+        self._closed = True
+        if failed and self.spec.screenshot_on_failure and not self.crashed:
+            await self._failure_screenshot()
+        if self.artifacts.tracing:
+            keep = self.keep_trace or (failed and self.spec.trace_on_failure)
+            try:
+                await asyncio.wait_for(
+                    self.artifacts.stop_trace(self.context, keep=keep and not self.crashed),
+                    timeout=20,
+                )
+            except Exception as exc:  # a dead browser cannot hand its trace over
+                logger.warning(
+                    "Trace of profile %s not saved: %s", self.profile_name, type(exc).__name__
+                )
+        try:
+            await asyncio.wait_for(self.context.close(), timeout=10)
+        except Exception as exc:
+            logger.debug("Closing context of %s: %s", self.profile_name, type(exc).__name__)
+
+    async def _failure_screenshot(self) -> None:
+        try:
+            if self.page.is_closed():
+                return
+            await asyncio.wait_for(
+                self.artifacts.screenshot(self.page, "failure", full_page=False), timeout=10
+            )
+        except Exception as exc:
+            logger.warning(
+                "Failure screenshot of profile %s not taken: %s",
+                self.profile_name,
+                type(exc).__name__,
+            )
+
+    def _mark_crashed(self, *_args: Any) -> None:
+        self.crashed = True
