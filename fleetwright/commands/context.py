@@ -58,7 +58,6 @@ class CommandResult:
 
     command: str
     version: str
-    params: dict[str, Any] = field(default_factory=dict)
     outputs: dict[str, dict[str, Any]] = field(default_factory=dict)
     artifacts: list[Path] = field(default_factory=list)
     steps: list[StepOutcome] = field(default_factory=list)

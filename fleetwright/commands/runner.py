@@ -161,7 +161,7 @@ async def run_steps(page: Page, command: m.CommandSpec, ctx: CommandContext) -> 
     """Run `command` on `page`: render each step's templates, execute, keep outputs by id."""
     started = time.perf_counter()
     params = validate_params(command, ctx.params)
-    result = CommandResult(command=command.name, version=command.version, params=params)
+    result = CommandResult(command=command.name, version=command.version)
     ctx.outputs = result.outputs
     scope = {"steps": result.outputs, "params": params, "profile": ctx.profile, "run": ctx.run}
     steps: list[m.StepBase] = list(command.steps)
@@ -200,7 +200,9 @@ async def run_steps(page: Page, command: m.CommandSpec, ctx: CommandContext) -> 
                     continue
                 result.ok = False
                 result.duration = timedelta(seconds=time.perf_counter() - started)
-                shot = await _failure_screenshot(page, ctx, index)
+                shot = None
+                if not isinstance(err, BrowserCrashError):
+                    shot = await _failure_screenshot(page, ctx, index)
                 if shot is not None:
                     result.artifacts.append(shot)
                 for name, value in (
