@@ -44,7 +44,8 @@ PAGES: dict[str, str] = {
 <div id="tip" hidden>tooltip</div>
 <input id="key" onkeydown="document.getElementById('last-key').textContent=event.key">
 <div id="last-key"></div>
-<ul id="items"><li data-sku="a1">Apple</li><li data-sku="b2">Banana</li><li data-sku="c3">Cherry</li></ul>
+<ul id="items"><li data-sku="a1">Apple</li><li data-sku="b2">Banana</li>
+<li data-sku="c3">Cherry</li></ul>
 <a id="dl" href="/file.txt">download</a>
 <input id="upload" type="file" multiple onchange="document.getElementById('uploaded').textContent=
   Array.from(this.files).map(f => f.name + ':' + f.size).join(',')">

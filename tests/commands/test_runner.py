@@ -388,7 +388,8 @@ steps:
     )
     with pytest.raises(
         TemplateError,
-        match=r"step 3 \(fill\): template '\{\{ steps.obj.value.b \}\}': 'b' is not in steps.obj.value \(has: a\)",
+        match=r"step 3 \(fill\): template '\{\{ steps.obj.value.b \}\}': "
+        r"'b' is not in steps.obj.value \(has: a\)",
     ):
         await run_steps(page, spec, ctx)
 
@@ -440,7 +441,8 @@ steps:
       repo: "{{{{ params.repo }}}}"
       title: "{{{{ steps.label.output.label }}}} for {{{{ profile.name }}}}"
       labels: "{{{{ params.labels }}}}"
-  - github.comment: {{repo: o/r, issue: "{{{{ steps.issue.number }}}}", body: "run {{{{ run.id }}}}"}}
+  - github.comment:
+      {{repo: o/r, issue: "{{{{ steps.issue.number }}}}", body: "run {{{{ run.id }}}}"}}
 """
     )
     result = await run_steps(page, spec, ctx)
