@@ -65,8 +65,11 @@ def coerce_param(spec: ParamSpec, value: Any) -> Any:
 
 def validate_params(spec: CommandSpec, given: Mapping[str, Any]) -> dict[str, Any]:
     """The run's parameters: declared defaults filled in, types coerced; one-line
-    ValidationError naming the command and the parameter when something is wrong."""
+    ValidationError naming the command and the parameter when something is wrong.
+    A Python command that declares no parameters receives `given` unchanged."""
     declared = spec.params
+    if spec.python and not declared:
+        return dict(given)  # a Python command that declares nothing takes what it is given
     unknown = sorted(set(given) - set(declared))
     if unknown:
         names = ", ".join(declared) or "none"
