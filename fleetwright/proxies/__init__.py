@@ -1,5 +1,6 @@
 """Proxies: import parsing, pools and rotation, health and quarantine, SOCKS5 relay, exit IPs."""
 
+from fleetwright.proxies.browser import browser_proxy, release_browser_proxy
 from fleetwright.proxies.exitip import ExitCheck, compare_exit, lookup_exit, verify_exit_ip
 from fleetwright.proxies.health import (
     HealthChange,
@@ -30,6 +31,7 @@ __all__ = [
     "ProbeResult",
     "RelayRegistry",
     "SocksRelay",
+    "browser_proxy",
     "choose_proxy",
     "compare_exit",
     "default_proxy_name",
@@ -43,6 +45,7 @@ __all__ = [
     "probe",
     "proxy_url",
     "record_probe_result",
+    "release_browser_proxy",
     "release_proxy",
     "report_session_result",
     "try_probe",
