@@ -117,8 +117,8 @@ def github_error(
         return ServiceUnavailableError(f"{where} timed out")
     if isinstance(exc, RequestError):
         inner = exc.exc
-        if isinstance(inner, FleetwrightError):
-            return inner
+        if isinstance(inner, FleetwrightError | GitHubException):
+            return github_error(inner, account=account, what=what, scrub=scrub)
         return ServiceUnavailableError(f"{where} could not reach GitHub ({type(inner).__name__})")
     if isinstance(exc, AuthExpiredError | AuthCredentialError):
         return ServiceError(
