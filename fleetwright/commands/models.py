@@ -247,12 +247,23 @@ class EvaluateStep(StepBase):
     arg: Any = None
 
 
+def _regex(value: str | None) -> str | None:
+    if value is not None and "{{" not in value:
+        try:
+            re.compile(value)
+        except re.error as exc:
+            raise ValueError(f"{value!r} is not a valid regular expression: {exc}") from None
+    return value
+
+
 class TextAssert(BaseModel):
     model_config = ConfigDict(extra="forbid")
     selector: str
     contains: str | None = None
     equals: str | None = None
     matches: str | None = None
+
+    _check_regex = field_validator("matches")(_regex)
 
     @model_validator(mode="after")
     def _one(self) -> TextAssert:
@@ -265,6 +276,8 @@ class UrlAssert(BaseModel):
     contains: str | None = None
     equals: str | None = None
     matches: str | None = None
+
+    _check_regex = field_validator("matches")(_regex)
 
     @model_validator(mode="after")
     def _one(self) -> UrlAssert:

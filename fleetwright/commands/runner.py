@@ -161,6 +161,7 @@ async def run_steps(page: Page, command: m.CommandSpec, ctx: CommandContext) -> 
     """Run `command` on `page`: render each step's templates, execute, keep outputs by id."""
     started = time.perf_counter()
     params = validate_params(command, ctx.params)
+    ctx.artifacts_dir.mkdir(parents=True, exist_ok=True)
     result = CommandResult(command=command.name, version=command.version)
     ctx.outputs = result.outputs
     scope = {"steps": result.outputs, "params": params, "profile": ctx.profile, "run": ctx.run}

@@ -157,6 +157,11 @@ BAD_CASES = [
     ),
     ("steps: []", "steps: a command needs at least one step", CommandSpecError),
     (
+        "steps: [{assert: {url: {matches: 'a(b'}}}]",
+        "step 1 (assert): url.matches: 'a(b' is not a valid regular expression",
+        CommandSpecError,
+    ),
+    (
         "python: 'a.b:run'\nsteps: [{goto: x}]",
         "give either steps or python, not both",
         CommandSpecError,
