@@ -5,9 +5,10 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+from collections.abc import Callable
 from pathlib import Path
 
-__all__ = ["TAG_VAR", "alive", "descendants", "kill_tree", "tagged_pids"]
+__all__ = ["TAG_VAR", "ProcessWatch", "alive", "descendants", "kill_tree", "tagged_pids"]
 
 #: Environment variable whose value names the pool browser a process belongs to.
 TAG_VAR = "FLEETWRIGHT_BROWSER_ID"
@@ -70,3 +71,36 @@ def kill_tree(pid: int) -> None:
     for target in [*descendants(pid), pid]:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.kill(target, signal.SIGKILL)
+
+
+def _start_time(pid: int) -> bytes | None:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_bytes()
+    except OSError:
+        return None
+    return stat.rsplit(b")", 1)[1].split()[19]
+
+
+class ProcessWatch:
+    """Remembers every process seen under some browsers, to check later that none survive."""
+
+    def __init__(self, source: Callable[[], list[int]]) -> None:
+        self.source = source
+        self.seen: dict[int, bytes] = {}
+
+    def snapshot(self) -> set[int]:
+        """Record the processes under the main PIDs `source` returns now."""
+        for main in self.source():
+            for pid in [main, *descendants(main)]:
+                start = _start_time(pid)
+                if start is not None:
+                    self.seen.setdefault(pid, start)
+        return set(self.seen)
+
+    def survivors(self) -> list[int]:
+        """Seen processes still alive (same pid and start time: not a reused pid)."""
+        left = []
+        for pid, start in self.seen.items():
+            if _start_time(pid) == start and alive(pid):
+                left.append(pid)
+        return left

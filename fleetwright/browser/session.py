@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from fleetwright.browser.artifacts import SessionArtifacts
+from fleetwright.browser.errors import is_closed_error
 from fleetwright.browser.files import atomic_write_bytes
 from fleetwright.browser.session_storage import capture_session_storage
 from fleetwright.browser.spec import LaunchSpec
@@ -129,14 +131,25 @@ class BrowserSession:
         try:
             if self.page.is_closed():
                 return
-            await asyncio.wait_for(
-                self.artifacts.screenshot(self.page, "failure", full_page=False), timeout=10
-            )
+            try:
+                await asyncio.wait_for(
+                    self.artifacts.screenshot(self.page, "failure", full_page=False), timeout=10
+                )
+            except Exception as exc:
+                if self.crashed or is_closed_error(exc):
+                    raise
+                # a navigation still in flight can refuse the first attempt: stop it, retry
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(self.page.evaluate("window.stop()"), timeout=2)
+                await asyncio.wait_for(
+                    self.artifacts.screenshot(self.page, "failure", full_page=False), timeout=10
+                )
         except Exception as exc:
             logger.warning(
-                "Failure screenshot of profile %s not taken: %s",
+                "Failure screenshot of profile %s not taken: %s %s",
                 self.profile_name,
                 type(exc).__name__,
+                str(exc)[:300],
             )
 
     def _mark_crashed(self, *_args: Any) -> None:
