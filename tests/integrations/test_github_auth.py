@@ -30,9 +30,11 @@ def app_key() -> tuple[str, str]:
         serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     ).decode()
-    public = key.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    ).decode()
+    public = (
+        key.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
     return private, public
 
 
@@ -55,7 +57,9 @@ async def test_app_installation_token_fetched_and_refreshed(
     await asyncio.sleep(2.2)
     await gh.call("github.get_repo", {"repo": "octo/demo"})
     assert fake_github.installation_tokens_issued == 2
-    used = {r.headers["authorization"] for r in fake_github.requests if r.path == "/repos/octo/demo"}
+    used = {
+        r.headers["authorization"] for r in fake_github.requests if r.path == "/repos/octo/demo"
+    }
     assert len(used) == 2 and all(u.startswith("token ghs_") for u in used)
 
 
