@@ -41,6 +41,12 @@ class Settings(BaseSettings):
     redis_url: str | None = Field(
         default=None, description="Redis for state shared by workers (circuit breakers)."
     )
+    proxy_echo_url: str | None = Field(
+        default=None, description="IP-echo URL for proxy probes; default the demo site's /ip."
+    )
+    proxy_info_url: str | None = Field(
+        default=None, description="IP-info URL (JSON ip/country/timezone) for exit-IP checks."
+    )
     headless: bool = True
     browsers_per_worker: int = Field(default=2, ge=1, le=32)
     contexts_per_browser: int = Field(
