@@ -21,7 +21,7 @@ from fleetwright.browser.artifacts import SessionArtifacts, default_run_key
 from fleetwright.browser.chromium import chromium_args, find_chromium, needs_no_sandbox
 from fleetwright.browser.errors import map_playwright_error
 from fleetwright.browser.procs import TAG_VAR, alive, kill_tree, tagged_pids
-from fleetwright.browser.session import SESSION_STORAGE_FILE, BrowserSession
+from fleetwright.browser.session import SESSION_FILE, BrowserSession
 from fleetwright.browser.session_storage import restore_script, split_origins
 from fleetwright.browser.spec import LaunchSpec, context_options
 from fleetwright.browser.state import BrowserState, StateStore
@@ -328,7 +328,9 @@ class BrowserPool:
             self.launched += 1
             await self._find_pid(entry)
             context.on("close", lambda _c: self._on_disconnect(entry))
-            state = await asyncio.to_thread(_read_session_storage, workdir)
+            state = await asyncio.to_thread(_read_session_file, workdir)
+            if state is not None and state.storage.get("cookies"):
+                await context.add_cookies(state.storage["cookies"])
             session = await self._prepare(spec, context, entry, artifacts, state)
             session.workdir = workdir
         except BaseException as exc:
@@ -397,15 +399,16 @@ class BrowserPool:
         self._pw = self._pw_cm = None
 
 
-def _read_session_storage(workdir: Path) -> BrowserState | None:
-    path = workdir / SESSION_STORAGE_FILE
+def _read_session_file(workdir: Path) -> BrowserState | None:
+    """sessionStorage and session cookies a persistent profile saved with its last version."""
     try:
-        data = json.loads(path.read_bytes())
-    except (OSError, ValueError):
+        data = json.loads((workdir / SESSION_FILE).read_bytes())
+        return BrowserState(
+            storage={"cookies": data.get("session_cookies", []), "origins": []},
+            session_storage=data.get("session_storage", {}),
+        )
+    except (OSError, ValueError, AttributeError):
         return None
-    if not isinstance(data, dict):
-        return None
-    return BrowserState(session_storage=data)
 
 
 _ = BrowserCrashError  # re-exported through fleetwright.browser for callers catching it

@@ -20,12 +20,12 @@ from fleetwright.errors import SessionError
 if TYPE_CHECKING:
     from playwright.async_api import BrowserContext, Page
 
-__all__ = ["SESSION_STORAGE_FILE", "BrowserSession"]
+__all__ = ["SESSION_FILE", "BrowserSession"]
 
 logger = logging.getLogger(__name__)
 
-#: In a persistent user-data-dir: the sessionStorage captured at the last save.
-SESSION_STORAGE_FILE = "fleetwright-session-storage.json"
+#: In a persistent user-data-dir: sessionStorage and session cookies from the last save.
+SESSION_FILE = "fleetwright-session.json"
 
 
 class BrowserSession:
@@ -93,9 +93,12 @@ class BrowserSession:
         else:
             if self.workdir is None or self._closed:
                 raise SessionError(f"Profile {self.profile_name!r}: the session is already closed")
+            # Chromium drops these at restart; carry them like a restored session would
             captured = await capture_session_storage(list(self.context.pages))
-            data = json.dumps(captured).encode()
-            await asyncio.to_thread(atomic_write_bytes, self.workdir / SESSION_STORAGE_FILE, data)
+            cookies = [c for c in await self.context.cookies() if c.get("expires", -1) == -1]
+            payload = {"session_storage": captured, "session_cookies": cookies}
+            data = json.dumps(payload).encode()
+            await asyncio.to_thread(atomic_write_bytes, self.workdir / SESSION_FILE, data)
             await self.close(failed=False)
             version = await asyncio.to_thread(
                 self._store.commit, self.profile_name, self.workdir, run_id
