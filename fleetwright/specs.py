@@ -73,6 +73,7 @@ def _timezones() -> frozenset[str]:
     return frozenset(zoneinfo.available_timezones())
 
 
+@lru_cache(maxsize=1024)
 def _check_locale(value: str) -> str:
     from babel import Locale, UnknownLocaleError
 

@@ -6,6 +6,8 @@ from fleetwright.errors import (
     BrowserCrashError,
     FleetwrightError,
     NavigationTimeoutError,
+    ProxyAuthError,
+    ProxyError,
     SessionError,
     StepError,
     redact_url,
@@ -43,8 +45,12 @@ def _first_line(exc: BaseException) -> str:
     return text[0][:300] if text else type(exc).__name__
 
 
+_PROXY_AUTH = ("ERR_INVALID_AUTH_CREDENTIALS", "ERR_PROXY_AUTH")
+_PROXY_DOWN = ("ERR_PROXY_CONNECTION_FAILED", "ERR_TUNNEL_CONNECTION_FAILED", "ERR_PROXY_")
+
+
 def map_playwright_error(
-    exc: BaseException, *, profile: str, crashed: bool = False
+    exc: BaseException, *, profile: str, crashed: bool = False, proxy: str | None = None
 ) -> FleetwrightError | None:
     """The Fleetwright error for a Playwright exception, or None if `exc` is not one."""
     from playwright.async_api import Error as PlaywrightError
@@ -59,8 +65,18 @@ def map_playwright_error(
             f"The browser for profile {profile!r} crashed or closed mid-session "
             f"({_first_line(exc)}); the run can be retried"
         )
+    line = _first_line(exc)
+    if proxy is not None and any(code in line for code in _PROXY_AUTH):
+        return ProxyAuthError(
+            f"Proxy {proxy} refused the credentials of profile {profile!r}; "
+            "check the username and password of its proxy"
+        )
+    if proxy is not None and any(code in line for code in _PROXY_DOWN):
+        return ProxyError(
+            f"Proxy {proxy} of profile {profile!r} failed ({line}); "
+            "check the proxy is up or pick another"
+        )
     if isinstance(exc, PlaywrightTimeoutError):
-        line = _first_line(exc)
         if any(word in line.lower() for word in _NAVIGATION_WORDS):
             return NavigationTimeoutError(
                 f"Profile {profile!r}: a page did not load in time ({line}); "
@@ -69,4 +85,4 @@ def map_playwright_error(
         return StepError(
             f"Profile {profile!r}: timed out waiting ({line}); check the selector or the page"
         )
-    return SessionError(f"Profile {profile!r}: browser error: {_first_line(exc)}")
+    return SessionError(f"Profile {profile!r}: browser error: {line}")

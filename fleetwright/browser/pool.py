@@ -257,7 +257,9 @@ class BrowserPool:
         except FleetwrightError:
             raise
         except Exception as exc:
-            mapped = map_playwright_error(exc, profile=spec.profile_name, crashed=session.crashed)
+            mapped = map_playwright_error(
+                exc, profile=spec.profile_name, crashed=session.crashed, proxy=_server(spec)
+            )
             if mapped is None:
                 raise
             raise mapped from exc
@@ -343,7 +345,9 @@ class BrowserPool:
     def _open_error(self, spec: LaunchSpec, exc: BaseException, entry: _Browser) -> BaseException:
         if not isinstance(exc, Exception) or isinstance(exc, FleetwrightError):
             return exc
-        mapped = map_playwright_error(exc, profile=spec.profile_name, crashed=entry.dead)
+        mapped = map_playwright_error(
+            exc, profile=spec.profile_name, crashed=entry.dead, proxy=_server(spec)
+        )
         return mapped if mapped is not None else exc
 
     async def _prepare(
@@ -397,6 +401,10 @@ class BrowserPool:
             with contextlib.suppress(Exception):
                 await self._pw_cm.__aexit__(None, None, None)
         self._pw = self._pw_cm = None
+
+
+def _server(spec: LaunchSpec) -> str | None:
+    return spec.proxy.server if spec.proxy is not None else None
 
 
 def _read_session_file(workdir: Path) -> BrowserState | None:

@@ -26,6 +26,11 @@ app.add_typer(add_app, name="add")
 app.add_typer(login_app, name="login")
 
 
+@login_app.callback()
+def _login_group() -> None:
+    """Sign in to a service account."""
+
+
 def _run(coro: Coroutine[Any, Any, T]) -> T:
     """Run `coro`; a Fleetwright error becomes one line on stderr and exit code 2."""
     try:

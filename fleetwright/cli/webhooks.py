@@ -14,6 +14,11 @@ __all__ = ["app"]
 app = typer.Typer(help="GitHub webhooks into Prefect events.", no_args_is_help=True)
 
 
+@app.callback()
+def _group() -> None:
+    """GitHub webhooks into Prefect events."""
+
+
 @app.command("serve")
 def serve(
     account: str | None = typer.Option(

@@ -12,6 +12,7 @@ from typing import Any
 
 from packaging.version import InvalidVersion, Version
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 
 from fleetwright.catalogue.db import session_scope
 from fleetwright.catalogue.models import Command
@@ -106,7 +107,22 @@ def load_commands(paths: Iterable[Path] | None = None, *, url: str | None = None
                 f"{display_path(seen[key])}; give one of them another name or version"
             )
         seen[key] = path
-    report = LoadReport(files=len(files))
+    try:
+        report = _store(specs, url)
+    except IntegrityError:  # another worker stored the same command a moment ago: look again
+        report = _store(specs, url)
+    report.files = len(files)
+    logger.info(
+        "Loaded %d command file(s): %d new, %d unchanged",
+        report.files,
+        len(report.added),
+        len(report.unchanged),
+    )
+    return report
+
+
+def _store(specs: list[tuple[Path, CommandSpec]], url: str | None) -> LoadReport:
+    report = LoadReport()
     with session_scope(url) as session:
         for path, spec in specs:
             digest = checksum(spec)
@@ -132,12 +148,6 @@ def load_commands(paths: Iterable[Path] | None = None, *, url: str | None = None
                     f"{display_path(path)}: command {spec.ref} is already loaded (from "
                     f"{row.source}) with different content; bump `version:` to load the change"
                 )
-    logger.info(
-        "Loaded %d command file(s): %d new, %d unchanged",
-        report.files,
-        len(report.added),
-        len(report.unchanged),
-    )
     return report
 
 

@@ -31,6 +31,7 @@ from fleetwright.errors import (
     ProxyAuthError,
     ProxyError,
     StepError,
+    redact_url,
 )
 
 __all__ = ["render_step", "run_steps"]
@@ -77,6 +78,15 @@ def _selector(step: m.StepBase) -> str | None:
 
 
 async def _map_error(
+    exc: BaseException, page: Page, step: m.StepBase, env: StepEnv, crashed: bool
+) -> FleetwrightError:
+    """The Fleetwright error for `exc`, its message naming the step; URL passwords hidden."""
+    err = await _classify(exc, page, step, env, crashed)
+    err.args = (redact_url(err.message), *err.args[1:])
+    return err
+
+
+async def _classify(
     exc: BaseException, page: Page, step: m.StepBase, env: StepEnv, crashed: bool
 ) -> FleetwrightError:
     label, within = env.label, seconds_text(env.timeout)
@@ -186,12 +196,14 @@ async def run_steps(page: Page, command: m.CommandSpec, ctx: CommandContext) -> 
             )
             t0 = time.perf_counter()
             logger.debug("%s %s: %s", command.ref, env.label, step.name or "")
+            rendered: m.StepBase | None = None
             try:
-                outputs = await execute(page, render_step(step, scope), env)
+                rendered = render_step(step, scope)
+                outputs = await execute(page, rendered, env)
             except (asyncio.CancelledError, KeyboardInterrupt):
                 raise
             except Exception as exc:
-                err = await _map_error(exc, page, step, env, crashed)
+                err = await _map_error(exc, page, rendered or step, env, crashed)
                 spent = timedelta(seconds=time.perf_counter() - t0)
                 result.steps.append(
                     StepOutcome(index, step.action_name, step.id, "failed", spent, err.message)

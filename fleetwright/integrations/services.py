@@ -16,6 +16,7 @@ from fleetwright.catalogue.db import session_scope
 from fleetwright.catalogue.models import Service
 from fleetwright.errors import (
     AlreadyExistsError,
+    CatalogueUnavailableError,
     NotFoundError,
     PrefectUnavailableError,
     ValidationError,
@@ -131,7 +132,14 @@ async def add_service(
     except BaseException as exc:
         await block_type.adelete(name)
         if isinstance(exc, IntegrityError):
-            raise AlreadyExistsError(f"{kind} account {account!r} already exists") from None
+            reason = str(exc.orig).strip().splitlines()[0] if exc.orig else "constraint"
+            if "unique" in reason.lower():
+                raise AlreadyExistsError(f"{kind} account {account!r} already exists") from None
+            raise CatalogueUnavailableError(
+                f"Could not record {kind} account {account!r} in the catalogue ({reason}); "
+                "nothing was saved",
+                retryable=False,
+            ) from None
         raise
     await ensure_rate_limit(kind, account, burst=rate_limit_burst, per_second=rate_limit_per_second)
     logger.info("Added %s account %s (block %s)", kind, account, name)

@@ -1,0 +1,134 @@
+"""Typed, batched access to Fleetwright's block documents through the Prefect API.
+
+`Block.save()` re-registers the block type and schema on every call (several requests); the
+catalogue writes thousands of blocks at a time, so this registers each type once per client and
+then creates, updates and reads documents directly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any, TypeVar
+from uuid import UUID
+
+import httpx
+from prefect.blocks.core import Block
+from prefect.client.orchestration import PrefectClient, get_client
+from prefect.client.schemas.actions import BlockDocumentCreate, BlockDocumentUpdate
+from prefect.client.schemas.objects import BlockDocument
+from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
+
+from fleetwright.errors import PrefectUnavailableError
+
+__all__ = ["BlockStore", "open_block_store"]
+
+B = TypeVar("B", bound=Block)
+
+
+class BlockStore:
+    """Create, update, delete and list block documents of Fleetwright's block types."""
+
+    def __init__(self, client: PrefectClient) -> None:
+        self.client = client
+        self._ids: dict[type[Block], tuple[UUID, UUID]] = {}
+
+    async def _type_ids(self, cls: type[Block]) -> tuple[UUID, UUID]:
+        ids = self._ids.get(cls)
+        if ids is None:
+            await cls.aregister_type_and_schema(client=self.client)
+            assert cls._block_type_id is not None and cls._block_schema_id is not None
+            ids = (cls._block_type_id, cls._block_schema_id)
+            self._ids[cls] = ids
+        return ids
+
+    async def create(self, block: Block, name: str, *, overwrite: bool = True) -> UUID:
+        """Create the document `name` (or overwrite one of that name); returns its id."""
+        type_id, schema_id = await self._type_ids(type(block))
+        doc = block._to_block_document(
+            name=name, block_type_id=type_id, block_schema_id=schema_id, include_secrets=True
+        )
+        create = BlockDocumentCreate(
+            name=name, data=doc.data, block_type_id=type_id, block_schema_id=schema_id
+        )
+        try:
+            created = await self.client.create_block_document(create)
+        except ObjectAlreadyExists:
+            if not overwrite:
+                raise
+            existing = await self.client.read_block_document_by_name(
+                name, type(block).get_block_type_slug()
+            )
+            await self.update(existing.id, block)
+            return existing.id
+        return created.id
+
+    async def update(self, document_id: UUID | str, block: Block) -> None:
+        type_id, schema_id = await self._type_ids(type(block))
+        doc = block._to_block_document(
+            name="x", block_type_id=type_id, block_schema_id=schema_id, include_secrets=True
+        )
+        await self.client.update_block_document(
+            UUID(str(document_id)),
+            BlockDocumentUpdate(
+                block_schema_id=schema_id, data=doc.data, merge_existing_data=False
+            ),
+        )
+
+    async def delete(self, document_id: UUID | str) -> bool:
+        """Delete a document; False when it was already gone."""
+        try:
+            await self.client.delete_block_document(UUID(str(document_id)))
+        except ObjectNotFound:
+            return False
+        return True
+
+    async def read(self, cls: type[B], document_id: UUID | str) -> tuple[BlockDocument, B] | None:
+        try:
+            doc = await self.client.read_block_document(UUID(str(document_id)), include_secrets=True)
+        except ObjectNotFound:
+            return None
+        return doc, cls._from_block_document(doc)
+
+    async def read_by_name(self, cls: type[B], name: str) -> B | None:
+        try:
+            doc = await self.client.read_block_document_by_name(
+                name, cls.get_block_type_slug(), include_secrets=True
+            )
+        except ObjectNotFound:
+            return None
+        return cls._from_block_document(doc)
+
+    async def list(self, cls: type[B], *, page: int = 200) -> list[BlockDocument]:
+        """Every document of `cls`'s type, with secrets (for reconciling)."""
+        await self._type_ids(cls)
+        docs: list[BlockDocument] = []
+        offset = 0
+        while True:
+            batch = await self.client.read_block_documents_by_type(
+                cls.get_block_type_slug(), offset=offset, limit=page, include_secrets=True
+            )
+            docs.extend(d for d in batch if not d.is_anonymous)
+            if len(batch) < page:
+                return docs
+            offset += page
+
+
+@asynccontextmanager
+async def open_block_store(**client_args: Any) -> AsyncIterator[BlockStore]:
+    """A BlockStore on a fresh Prefect client; a clear error when the API does not answer."""
+    client = get_client(**client_args)
+    async with client:
+        problem = await client.api_healthcheck()
+        if problem is not None:
+            raise PrefectUnavailableError(
+                f"The Prefect API at {client.api_url} does not answer "
+                f"({type(problem).__name__}). Start it with `fleetwright up` or set "
+                "FLEETWRIGHT_PREFECT_API_URL."
+            )
+        try:
+            yield BlockStore(client)
+        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+            raise PrefectUnavailableError(
+                f"The Prefect API at {client.api_url} stopped answering ({type(exc).__name__})."
+            ) from None

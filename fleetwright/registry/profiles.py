@@ -1,0 +1,433 @@
+"""Profiles: the one write path that keeps BrowserProfile blocks and catalogue rows together.
+
+Every write validates first, then writes the block, then the row in one transaction; if the row
+cannot be written the block write is undone. A crash between the two leaves a block without a
+row, which the sync-catalogue reconcile repairs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Select, func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, selectinload
+
+from blocks.profile import BrowserProfile
+from fleetwright.catalogue.db import session_scope
+from fleetwright.catalogue.models import Profile, ProfileTag, Proxy, ProxyPool
+from fleetwright.errors import AlreadyExistsError, FleetwrightError, NotFoundError, ValidationError
+from fleetwright.registry.blockstore import BlockStore, open_block_store
+from fleetwright.registry.events import emit
+from fleetwright.specs import ProfileSpec, block_name_for, validate_profile
+
+__all__ = [
+    "ImportReport",
+    "add_profile",
+    "apply_spec",
+    "archive_profile",
+    "edit_profile",
+    "export_profiles",
+    "get_profile",
+    "import_profiles",
+    "list_profiles",
+    "profile_record",
+    "row_to_spec",
+    "select_profiles",
+]
+
+logger = logging.getLogger(__name__)
+IMPORT_CHUNK = 500
+BLOCK_CONCURRENCY = 16
+
+
+def row_to_spec(row: Profile) -> ProfileSpec:
+    """The ProfileSpec a catalogue row describes."""
+    return ProfileSpec.model_validate(
+        {
+            "name": row.name,
+            "tags": row.tags,
+            "fingerprint": row.fingerprint,
+            "state_mode": row.state_mode,
+            "status": row.status,
+            "proxy": row.proxy.name if row.proxy else None,
+            "proxy_pool": row.proxy_pool.name if row.proxy_pool else None,
+            "proxy_policy": row.proxy_policy,
+            "proxy_failover": row.proxy_failover,
+            "ip_check": row.ip_check,
+            "country": row.country,
+            "notes": row.notes,
+        }
+    )
+
+
+def profile_record(row: Profile) -> dict[str, Any]:
+    """A JSON-able view of a profile for listings and `--json`."""
+    spec = row_to_spec(row).model_dump(mode="json")
+    spec.update(
+        id=row.id,
+        block_name=row.block_name,
+        block_document_id=row.block_document_id,
+        state_version=row.state_version,
+        lease_holder=row.lease_holder,
+        created_at=row.created_at.isoformat(),
+        updated_at=row.updated_at.isoformat(),
+    )
+    return spec
+
+
+def _lookup_refs(session: Session, specs: Iterable[ProfileSpec]) -> tuple[dict[str, int], dict[str, int]]:
+    specs = list(specs)
+    proxy_names = {s.proxy for s in specs if s.proxy}
+    pool_names = {s.proxy_pool for s in specs if s.proxy_pool}
+    proxies = dict(
+        session.execute(select(Proxy.name, Proxy.id).where(Proxy.name.in_(proxy_names))).tuples().all()
+    ) if proxy_names else {}
+    pools = dict(
+        session.execute(
+            select(ProxyPool.name, ProxyPool.id).where(ProxyPool.name.in_(pool_names))
+        ).tuples().all()
+    ) if pool_names else {}
+    return proxies, pools
+
+
+def _check_refs(spec: ProfileSpec, proxies: dict[str, int], pools: dict[str, int]) -> None:
+    if spec.proxy and spec.proxy not in proxies:
+        raise NotFoundError(
+            f"profile {spec.name!r}: unknown proxy {spec.proxy!r}; see `fleetwright proxy list`"
+        )
+    if spec.proxy_pool and spec.proxy_pool not in pools:
+        raise NotFoundError(
+            f"profile {spec.name!r}: unknown proxy pool {spec.proxy_pool!r}; "
+            "pools are created by `fleetwright proxy add --pool NAME`"
+        )
+
+
+def apply_spec(
+    row: Profile, spec: ProfileSpec, proxies: dict[str, int], pools: dict[str, int]
+) -> None:
+    """Copy a validated spec onto a row (references already resolved to ids)."""
+    row.name = spec.name
+    row.fingerprint = spec.fingerprint.model_dump(mode="json")
+    row.state_mode = spec.state_mode
+    row.status = spec.status
+    row.proxy_id = proxies[spec.proxy] if spec.proxy else None
+    row.proxy_pool_id = pools[spec.proxy_pool] if spec.proxy_pool else None
+    row.proxy_policy = spec.proxy_policy
+    row.proxy_failover = spec.proxy_failover
+    row.ip_check = spec.ip_check
+    row.country = spec.country
+    row.notes = spec.notes
+    row.set_tags(spec.tags)
+
+
+def _get_row(session: Session, name: str) -> Profile:
+    row = session.scalar(
+        select(Profile)
+        .where(Profile.name == name)
+        .options(selectinload(Profile.proxy), selectinload(Profile.proxy_pool))
+    )
+    if row is None:
+        raise NotFoundError(f"unknown profile {name!r}; see `fleetwright profile list`")
+    return row
+
+
+async def add_profile(
+    spec: ProfileSpec, *, url: str | None = None, store: BlockStore | None = None
+) -> dict[str, Any]:
+    """Create a profile: its BrowserProfile block and its catalogue row."""
+    with session_scope(url) as s:
+        if s.scalar(select(Profile.id).where(Profile.name == spec.name)) is not None:
+            raise AlreadyExistsError(
+                f"profile {spec.name!r} already exists; use `fleetwright profile edit`"
+            )
+        proxies, pools = _lookup_refs(s, [spec])
+        _check_refs(spec, proxies, pools)
+    block_name = block_name_for(spec.name)
+    async with _store(store) as bs:
+        doc_id = await bs.create(BrowserProfile.from_spec(spec), block_name)
+        try:
+            with session_scope(url) as s:
+                row = Profile(block_name=block_name, block_document_id=str(doc_id))
+                apply_spec(row, spec, proxies, pools)
+                s.add(row)
+                s.flush()
+                record = profile_record(row)
+        except BaseException as exc:
+            await bs.delete(doc_id)
+            if isinstance(exc, IntegrityError):
+                raise AlreadyExistsError(f"profile {spec.name!r} already exists") from None
+            raise
+    await emit("fleetwright.profile.created", spec.name, {"tags": spec.tags})
+    return record
+
+
+def _merge(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in changes.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+async def edit_profile(
+    name: str,
+    changes: dict[str, Any],
+    *,
+    url: str | None = None,
+    store: BlockStore | None = None,
+) -> dict[str, Any]:
+    """Change some of a profile's fields (nested fingerprint fields merge); block and row."""
+    if "name" in changes and changes["name"] != name:
+        raise ValidationError(
+            f"profile {name!r}: renaming is not supported; add a new profile and archive this one"
+        )
+    with session_scope(url) as s:
+        row = _get_row(s, name)
+        spec = validate_profile(
+            _merge(row_to_spec(row).model_dump(mode="json"), changes), where=f"profile {name!r}"
+        )
+        proxies, pools = _lookup_refs(s, [spec])
+        _check_refs(spec, proxies, pools)
+        old_status = row.status
+        async with _store(store) as bs:
+            block = BrowserProfile.from_spec(spec)
+            if row.block_document_id:
+                await bs.update(row.block_document_id, block)
+            else:
+                row.block_name = row.block_name or block_name_for(name)
+                row.block_document_id = str(await bs.create(block, row.block_name))
+            apply_spec(row, spec, proxies, pools)
+            s.flush()
+            record = profile_record(row)
+    if spec.status == "archived" and old_status != "archived":
+        await emit("fleetwright.profile.archived", name, {})
+    return record
+
+
+async def archive_profile(
+    name: str, *, url: str | None = None, store: BlockStore | None = None
+) -> dict[str, Any]:
+    """Archive a profile: it keeps its state and history but is no longer selected for runs."""
+    return await edit_profile(name, {"status": "archived"}, url=url, store=store)
+
+
+def get_profile(name: str, *, url: str | None = None) -> dict[str, Any]:
+    with session_scope(url) as s:
+        return profile_record(_get_row(s, name))
+
+
+def select_profiles(
+    *,
+    names: Sequence[str] = (),
+    tags: Sequence[str] = (),
+    status: str | None = "active",
+) -> Select[tuple[Profile]]:
+    """Profiles named in `names` or carrying any of `tags` (all when both are empty)."""
+    stmt = select(Profile)
+    if names or tags:
+        cond = []
+        if names:
+            cond.append(Profile.name.in_(list(names)))
+        if tags:
+            cond.append(
+                Profile.id.in_(select(ProfileTag.profile_id).where(ProfileTag.tag.in_(list(tags))))
+            )
+        from sqlalchemy import or_
+
+        stmt = stmt.where(or_(*cond))
+    if status:
+        stmt = stmt.where(Profile.status == status)
+    return stmt
+
+
+def list_profiles(
+    *,
+    names: Sequence[str] = (),
+    tags: Sequence[str] = (),
+    status: str | None = None,
+    limit: int | None = None,
+    url: str | None = None,
+) -> list[dict[str, Any]]:
+    """Profiles as records, ordered by name; unknown tags are an error, not an empty list."""
+    with session_scope(url) as s:
+        if tags:
+            known = set(
+                s.scalars(select(ProfileTag.tag).where(ProfileTag.tag.in_(list(tags))).distinct())
+            )
+            missing = [t for t in tags if t not in known]
+            if missing:
+                raise NotFoundError(f"no profile has tag {missing[0]!r}")
+        stmt = (
+            select_profiles(names=names, tags=tags, status=status)
+            .options(selectinload(Profile.proxy), selectinload(Profile.proxy_pool))
+            .order_by(Profile.name)
+        )
+        if limit:
+            stmt = stmt.limit(limit)
+        rows = list(s.scalars(stmt))
+        if names:
+            found = {r.name for r in rows}
+            missing = [n for n in names if n not in found]
+            if missing and not tags:
+                raise NotFoundError(f"unknown profile {missing[0]!r}; see `fleetwright profile list`")
+        return [profile_record(r) for r in rows]
+
+
+def count_profiles(*, url: str | None = None) -> dict[str, int]:
+    with session_scope(url) as s:
+        return dict(
+            s.execute(select(Profile.status, func.count()).group_by(Profile.status)).tuples().all()
+        )
+
+
+def export_profiles(
+    *, tags: Sequence[str] = (), status: str | None = None, url: str | None = None
+) -> list[dict[str, Any]]:
+    """Profiles as import-ready ProfileSpec dicts."""
+    with session_scope(url) as s:
+        stmt = (
+            select_profiles(tags=tags, status=status)
+            .options(selectinload(Profile.proxy), selectinload(Profile.proxy_pool))
+            .order_by(Profile.name)
+        )
+        return [
+            row_to_spec(r).model_dump(mode="json", exclude_defaults=True) | {"name": r.name}
+            for r in s.scalars(stmt)
+        ]
+
+
+@dataclass
+class ImportReport:
+    """What a bulk import did: counts, and each bad item with where it was and why."""
+
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    errors: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def total(self) -> int:
+        return self.created + self.updated + self.unchanged + len(self.errors)
+
+
+async def import_profiles(
+    items: Sequence[tuple[str, dict[str, Any]]],
+    *,
+    url: str | None = None,
+    store: BlockStore | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> ImportReport:
+    """Create or update many profiles; `items` are (where, data) pairs, where = e.g. "item 3".
+
+    Bad items are reported and skipped; good ones are written; re-importing the same file
+    changes nothing.
+    """
+    report = ImportReport()
+    specs: list[ProfileSpec] = []
+    seen: set[str] = set()
+    for where, data in items:
+        try:
+            spec = validate_profile(data, where=where)
+        except FleetwrightError as exc:
+            report.errors.append((where, exc.message))
+            continue
+        if spec.name in seen:
+            report.errors.append((where, f"{where}: profile {spec.name!r} appears twice in the file"))
+            continue
+        seen.add(spec.name)
+        specs.append(spec)
+    if progress and report.errors:
+        progress(len(report.errors))
+    where_of = {data.get("name"): where for where, data in items if isinstance(data, dict)}
+    async with _store(store) as bs:
+        for start in range(0, len(specs), IMPORT_CHUNK):
+            chunk = specs[start : start + IMPORT_CHUNK]
+            await _import_chunk(chunk, report, bs, url, where_of)
+            if progress:
+                progress(len(chunk))
+    return report
+
+
+async def _import_chunk(
+    chunk: list[ProfileSpec],
+    report: ImportReport,
+    bs: BlockStore,
+    url: str | None,
+    where_of: dict[Any, str],
+) -> None:
+    with session_scope(url) as s:
+        proxies, pools = _lookup_refs(s, chunk)
+        existing = {
+            r.name: r
+            for r in s.scalars(
+                select(Profile)
+                .where(Profile.name.in_([c.name for c in chunk]))
+                .options(selectinload(Profile.proxy), selectinload(Profile.proxy_pool))
+            )
+        }
+        todo: list[tuple[ProfileSpec, Profile | None]] = []
+        for spec in chunk:
+            try:
+                _check_refs(spec, proxies, pools)
+            except NotFoundError as exc:
+                report.errors.append((where_of.get(spec.name, spec.name), exc.message))
+                continue
+            row = existing.get(spec.name)
+            if row is not None and row_to_spec(row) == spec and row.block_document_id:
+                report.unchanged += 1
+                continue
+            todo.append((spec, row))
+
+        sem = asyncio.Semaphore(BLOCK_CONCURRENCY)
+
+        async def write_block(spec: ProfileSpec, row: Profile | None) -> str:
+            async with sem:
+                block = BrowserProfile.from_spec(spec)
+                if row is not None and row.block_document_id:
+                    await bs.update(row.block_document_id, block)
+                    return row.block_document_id
+                return str(await bs.create(block, block_name_for(spec.name)))
+
+        results = await asyncio.gather(
+            *(write_block(spec, row) for spec, row in todo), return_exceptions=True
+        )
+        for (spec, row), result in zip(todo, results, strict=True):
+            if isinstance(result, BaseException):
+                report.errors.append(
+                    (where_of.get(spec.name, spec.name), f"block write failed: {type(result).__name__}")
+                )
+                continue
+            if row is None:
+                row = Profile(block_name=block_name_for(spec.name))
+                s.add(row)
+                report.created += 1
+            else:
+                report.updated += 1
+            row.block_document_id = result
+            apply_spec(row, spec, proxies, pools)
+
+
+class _store:
+    """Use the given BlockStore, or open one for the duration."""
+
+    def __init__(self, store: BlockStore | None) -> None:
+        self.store = store
+        self._cm: Any = None
+
+    async def __aenter__(self) -> BlockStore:
+        if self.store is not None:
+            return self.store
+        self._cm = open_block_store()
+        store: BlockStore = await self._cm.__aenter__()
+        return store
+
+    async def __aexit__(self, *exc: Any) -> None:
+        if self._cm is not None:
+            await self._cm.__aexit__(*exc)

@@ -1,0 +1,206 @@
+"""Signed GitHub webhooks into Prefect events: good, bad, missing and replayed deliveries."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+
+from fleetwright.integrations.webhooks import (
+    MemoryDeliveryLog,
+    RedisDeliveryLog,
+    create_app,
+    profiles_named,
+    verify_signature,
+)
+from fleetwright.testing.fake_github import deliver_webhook, sign_webhook
+
+SECRET = "whsec-" + uuid.uuid4().hex
+
+
+def _issue_labelled(label: str = "recheck") -> dict[str, Any]:
+    return {
+        "action": "labeled",
+        "label": {"name": label},
+        "issue": {
+            "number": 7,
+            "title": "Prices look stale",
+            "body": "Please recheck.\nprofiles: shop-de-1, shop-fr-2\n",
+            "state": "open",
+            "html_url": "https://github.com/octo/demo/issues/7",
+            "labels": [{"name": "bug"}, {"name": label}],
+        },
+        "repository": {"full_name": "octo/demo"},
+        "sender": {"login": "alice"},
+    }
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class _Server:
+    def __init__(self, app: Any) -> None:
+        self.port = _free_port()
+        self.server = uvicorn.Server(
+            uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning")
+        )
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self) -> str:
+        self.thread.start()
+        deadline = time.monotonic() + 10
+        while not self.server.started and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return f"http://127.0.0.1:{self.port}/github"
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(10)
+
+
+@pytest.fixture
+def captured() -> list[dict[str, Any]]:
+    return []
+
+
+@pytest.fixture
+def receiver(captured: list[dict[str, Any]]) -> Iterator[str]:
+    app = create_app(SECRET, emit=lambda **event: captured.append(event))
+    with _Server(app) as url:
+        yield url
+
+
+def test_signature_check() -> None:
+    body = b'{"a": 1}'
+    assert verify_signature(body, sign_webhook(body, SECRET), SECRET)
+    assert not verify_signature(body, sign_webhook(body, "other"), SECRET)
+    assert not verify_signature(body + b" ", sign_webhook(body, SECRET), SECRET)
+    assert not verify_signature(body, None, SECRET)
+    assert not verify_signature(body, "sha1=abc", SECRET)
+
+
+def test_good_delivery_becomes_an_event(receiver: str, captured: list[dict[str, Any]]) -> None:
+    delivery = str(uuid.uuid4())
+    resp = deliver_webhook(receiver, "issues", _issue_labelled(), secret=SECRET, delivery=delivery)
+    assert resp.status_code == 202, resp.text
+    assert len(captured) == 1
+    event = captured[0]
+    assert event["event"] == "fleetwright.github.issues"
+    assert event["id"] == uuid.UUID(delivery)
+    assert event["resource"]["prefect.resource.id"] == "github.repository.octo/demo"
+    assert event["resource"]["github.label"] == "recheck"
+    assert event["resource"]["github.action"] == "labeled"
+    assert event["payload"]["labels"] == ["bug", "recheck"]
+    assert event["payload"]["issue"]["number"] == 7
+    assert event["payload"]["profiles"] == ["shop-de-1", "shop-fr-2"]
+
+
+@pytest.mark.parametrize("signature", [None, "sha256=" + "0" * 64, "garbage"])
+def test_missing_or_wrong_signature_is_401(
+    receiver: str, captured: list[dict[str, Any]], signature: str | None
+) -> None:
+    resp = deliver_webhook(
+        receiver, "issues", _issue_labelled(), secret=None, signature=signature
+    )
+    assert resp.status_code == 401
+    assert captured == []
+
+
+def test_signed_with_another_secret_is_401(receiver: str, captured: list[dict[str, Any]]) -> None:
+    resp = deliver_webhook(receiver, "issues", _issue_labelled(), secret="not-the-secret")
+    assert resp.status_code == 401 and captured == []
+
+
+def test_replayed_delivery_is_409(receiver: str, captured: list[dict[str, Any]]) -> None:
+    delivery = str(uuid.uuid4())
+    first = deliver_webhook(receiver, "issues", _issue_labelled(), secret=SECRET, delivery=delivery)
+    again = deliver_webhook(receiver, "issues", _issue_labelled(), secret=SECRET, delivery=delivery)
+    assert (first.status_code, again.status_code) == (202, 409)
+    assert len(captured) == 1
+
+
+async def test_delivery_logs_remember_and_forget() -> None:
+    memory = MemoryDeliveryLog(size=2)
+    assert await memory.first_time("a") and await memory.first_time("b")
+    assert not await memory.first_time("a")
+    assert await memory.first_time("c")  # evicts "a" (size 2)
+    assert await memory.first_time("a")
+    short = MemoryDeliveryLog(ttl=__import__("datetime").timedelta(seconds=0.2))
+    assert await short.first_time("x") and not await short.first_time("x")
+    await asyncio.sleep(0.3)
+    assert await short.first_time("x")
+
+
+async def test_redis_delivery_log_is_shared(redis_url: str) -> None:
+    delivery = str(uuid.uuid4())
+    one, two = RedisDeliveryLog(redis_url), RedisDeliveryLog(redis_url)
+    assert await one.first_time(delivery)
+    assert not await two.first_time(delivery)
+
+
+def test_profiles_named() -> None:
+    assert profiles_named("profile: a\n- profiles: b, c\nnothing") == ["a", "b", "c"]
+    assert profiles_named(None) == []
+
+
+@pytest.mark.prefect
+async def test_webhooks_serve_emits_prefect_events(prefect_api: str) -> None:
+    from prefect.client.orchestration import get_client
+    from prefect.events.filters import EventFilter, EventIDFilter
+
+    port = _free_port()
+    env = {**os.environ, "FW_TEST_WEBHOOK_SECRET": SECRET}
+    code = "from fleetwright.cli.webhooks import app; app()"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code, "serve", "--secret-env", "FW_TEST_WEBHOOK_SECRET",
+         "--port", str(port)],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    try:
+        url = f"http://127.0.0.1:{port}/github"
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1)
+                break
+            except httpx.HTTPError:
+                await asyncio.sleep(0.2)
+        delivery = str(uuid.uuid4())
+        bad = await asyncio.to_thread(
+            deliver_webhook, url, "issues", _issue_labelled(), secret="wrong"
+        )
+        assert bad.status_code == 401
+        good = await asyncio.to_thread(
+            deliver_webhook, url, "issues", _issue_labelled(), secret=SECRET, delivery=delivery
+        )
+        assert good.status_code == 202
+        events: list[Any] = []
+        deadline = time.monotonic() + 20
+        while not events and time.monotonic() < deadline:
+            async with get_client() as client:
+                page = await client.read_events(
+                    filter=EventFilter(id=EventIDFilter(id=[uuid.UUID(delivery)])), limit=5
+                )
+            events = page.events
+            await asyncio.sleep(0.3)
+        assert len(events) == 1
+        assert events[0].event == "fleetwright.github.issues"
+        assert events[0].resource["github.label"] == "recheck"
+        assert events[0].payload["profiles"] == ["shop-de-1", "shop-fr-2"]
+    finally:
+        proc.terminate()
+        proc.wait(10)
