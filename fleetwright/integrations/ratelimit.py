@@ -92,13 +92,15 @@ async def delete_rate_limit(kind: str, account: str) -> None:
             return
 
 
-async def take_rate_limit(kind: str, account: str, *, timeout: timedelta) -> None:
-    """Wait for one slot of the account's rate limit (strict: the limit must exist)."""
+async def take_rate_limit(
+    kind: str, account: str, *, timeout: timedelta, strict: bool = True
+) -> None:
+    """Wait for one slot of the account's rate limit (`strict`: the limit must exist)."""
     from prefect.concurrency.asyncio import rate_limit
 
     name = rate_limit_name(kind, account)
     try:
-        await rate_limit(name, occupy=1, timeout_seconds=timeout.total_seconds(), strict=True)
+        await rate_limit(name, occupy=1, timeout_seconds=timeout.total_seconds(), strict=strict)
     except TimeoutError:
         raise RateLimitedError(
             f"{kind} account {account!r} is over its Fleetwright rate limit {name!r} "

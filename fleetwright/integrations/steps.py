@@ -72,6 +72,7 @@ class Integrations:
         *,
         redis_url: str | None = None,
         prefect_rate_limits: bool = True,
+        require_rate_limit: bool = True,
         rate_limit_wait: timedelta = timedelta(seconds=60),
         breaker_threshold: int = 5,
         breaker_cooldown: timedelta = timedelta(seconds=30),
@@ -81,13 +82,18 @@ class Integrations:
         self.resolver: Resolver = resolver or _catalogue_resolver
         self.redis_url = redis_url if redis_url is not None else get_settings().redis_url
         self.prefect_rate_limits = prefect_rate_limits
+        self.require_rate_limit = require_rate_limit
         self.rate_limit_wait = rate_limit_wait
         self.breaker_threshold, self.breaker_cooldown = breaker_threshold, breaker_cooldown
         self.github_spacing, self.timeout = github_spacing, timeout
 
     @classmethod
     def with_credentials(cls, *blocks: Credentials, **options: Any) -> Integrations:
-        """Integrations that use the given blocks (tasks take blocks as parameters)."""
+        """Integrations that use the given blocks (tasks take blocks as parameters).
+
+        The account's Prefect rate limit is taken when it exists (added services have one).
+        """
+        options.setdefault("require_rate_limit", False)
 
         async def resolve(kind: str, account: str | None) -> Credentials:
             for block in blocks:
@@ -126,7 +132,12 @@ class Integrations:
         else:
             raise ValidationError(f"{kind}: the resolver returned {type(block).__name__}")
         if self.prefect_rate_limits:
-            await take_rate_limit(service, block.account, timeout=self.rate_limit_wait)
+            await take_rate_limit(
+                service,
+                block.account,
+                timeout=self.rate_limit_wait,
+                strict=self.require_rate_limit,
+            )
         result: dict[str, Any] = await breaker.call(call)
         return result
 

@@ -67,7 +67,12 @@ async def test_every_github_step(fake_github: FakeGitHub, github_block: GitHubCr
         ("github.comment", {"repo": "octo/demo", "body": "x"}, CommandSpecError, "number"),
         ("github.get_repo", {"repo": "no-slash"}, ValidationError, "owner/name"),
         ("github.create_issue", {"repo": "octo/demo", "title": ""}, ValidationError, "title"),
-        ("github.close_issue", {"repo": "octo/demo", "number": 1, "reason": "meh"}, ValidationError, "not_planned"),
+        (
+            "github.close_issue",
+            {"repo": "octo/demo", "number": 1, "reason": "meh"},
+            ValidationError,
+            "not_planned",
+        ),
     ],
 )  # fmt: skip
 async def test_bad_step_input_is_one_clear_error(

@@ -53,7 +53,10 @@ async def test_structured_output_matching_the_schema(
 @pytest.mark.parametrize(
     ("answer", "message"),
     [
-        ('{"price": "twelve", "currency": "EUR"}', r"at \$\.price: 'twelve' is not of type 'number'"),
+        (
+            '{"price": "twelve", "currency": "EUR"}',
+            r"at \$\.price: 'twelve' is not of type 'number'",
+        ),
         ('{"price": 12}', r"'currency' is a required property"),
         ("twelve euros", "not JSON"),
     ],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import time
 import uuid
 
@@ -14,6 +15,10 @@ from fleetwright.integrations.ratelimit import rate_limit_name
 from fleetwright.integrations.steps import Integrations
 from fleetwright.testing.fake_github import FakeGitHub
 from fleetwright.testing.fake_openai import FakeOpenAI
+
+
+def _error(message: str, code: str) -> dict[str, object]:
+    return {"error": {"message": message, "type": "requests", "param": None, "code": code}}
 
 
 def _local(*blocks: object) -> Integrations:
@@ -70,7 +75,7 @@ async def test_mutating_github_calls_are_a_second_apart(
         await gh.call("github.create_issue", {"repo": "octo/demo", "title": f"t{n}"})
     times = [r.at for r in fake_github.requests if r.method == "POST"]
     assert len(times) == 3
-    assert all(b - a >= 0.95 for a, b in zip(times, times[1:], strict=False))
+    assert all(b - a >= 0.95 for a, b in itertools.pairwise(times))
 
 
 async def test_openai_429_retry_after_waits_then_succeeds(
@@ -78,7 +83,7 @@ async def test_openai_429_retry_after_waits_then_succeeds(
 ) -> None:
     fake_openai.inject(
         429,
-        body={"error": {"message": "Rate limit reached", "type": "requests", "param": None, "code": "rate_limit_exceeded"}},
+        body=_error("Rate limit reached", "rate_limit_exceeded"),
         headers={"retry-after": "1"},
     )  # fmt: skip
     fake_openai.answer("fine")
@@ -93,7 +98,8 @@ async def test_openai_429_without_end_is_rate_limited_error(
     fake_openai: FakeOpenAI, openai_block: OpenAICredentials
 ) -> None:
     fake_openai.inject(
-        429, body={"error": {"message": "quota", "type": "insufficient_quota", "param": None, "code": "insufficient_quota"}},
+        429,
+        body=_error("quota", "insufficient_quota"),
         times=5,
     )  # fmt: skip
     with pytest.raises(RateLimitedError, match="rate limited") as exc:
@@ -129,6 +135,7 @@ async def test_missing_prefect_rate_limit_is_a_clear_error(
     gh = Integrations.with_credentials(
         github_block.model_copy(update={"account": f"nolimit-{uuid.uuid4().hex[:6]}"}),
         redis_url="",
+        require_rate_limit=True,
     )
     with pytest.raises(RateLimitedError, match="missing on the Prefect server"):
         await gh.call("github.get_repo", {"repo": "octo/demo"})

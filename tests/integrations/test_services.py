@@ -52,7 +52,9 @@ async def test_add_service_saves_block_row_and_rate_limit(
     assert loaded.token.get_secret_value() == github_block.token.get_secret_value()
     assert (await load_credentials("github", None)).account == account  # the only one
     async with get_client() as client:
-        limit = await client.read_global_concurrency_limit_by_name(rate_limit_name("github", account))
+        limit = await client.read_global_concurrency_limit_by_name(
+            rate_limit_name("github", account)
+        )
     assert limit.slot_decay_per_second == 3.0
 
     # the default resolver reads the catalogue and the block; the limit is taken

@@ -11,6 +11,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from datetime import timedelta
 from typing import Any
 
 import httpx
@@ -113,9 +114,7 @@ def test_good_delivery_becomes_an_event(receiver: str, captured: list[dict[str, 
 def test_missing_or_wrong_signature_is_401(
     receiver: str, captured: list[dict[str, Any]], signature: str | None
 ) -> None:
-    resp = deliver_webhook(
-        receiver, "issues", _issue_labelled(), secret=None, signature=signature
-    )
+    resp = deliver_webhook(receiver, "issues", _issue_labelled(), secret=None, signature=signature)
     assert resp.status_code == 401
     assert captured == []
 
@@ -139,7 +138,7 @@ async def test_delivery_logs_remember_and_forget() -> None:
     assert not await memory.first_time("a")
     assert await memory.first_time("c")  # evicts "a" (size 2)
     assert await memory.first_time("a")
-    short = MemoryDeliveryLog(ttl=__import__("datetime").timedelta(seconds=0.2))
+    short = MemoryDeliveryLog(ttl=timedelta(seconds=0.2))
     assert await short.first_time("x") and not await short.first_time("x")
     await asyncio.sleep(0.3)
     assert await short.first_time("x")
