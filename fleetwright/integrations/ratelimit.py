@@ -132,11 +132,36 @@ class _Pacer:
         self.blocked_until = 0.0
 
 
-class GitHubThrottler(BaseThrottler):
-    """githubkit throttler honouring GitHub's limits for one token, in this process.
+_redis_clients: dict[str, Any] = {}
 
-    Mutating calls are spaced by `spacing`; when a response said x-ratelimit-remaining: 0,
-    calls wait until x-ratelimit-reset (or fail with RateLimitedError past `max_wait`).
+
+def _redis(url: str) -> Any:
+    """One redis.asyncio client per URL and event loop."""
+    from redis.asyncio import Redis
+
+    key = f"{url}#{id(asyncio.get_running_loop())}"
+    client = _redis_clients.get(key)
+    if client is None:
+        client = _redis_clients[key] = Redis.from_url(url)
+    return client
+
+
+async def _space_in_redis(url: str, key: str, spacing: timedelta) -> None:
+    """Wait until no mutating call with this token happened in the last `spacing`, anywhere."""
+    client = _redis(url)
+    name = f"fleetwright:github-mutation:{key}"
+    millis = max(1, int(spacing.total_seconds() * 1000))
+    while not await client.set(name, "1", nx=True, px=millis):
+        left = await client.pttl(name)
+        await asyncio.sleep(max(int(left), 10) / 1000)
+
+
+class GitHubThrottler(BaseThrottler):
+    """githubkit throttler honouring GitHub's limits for one token.
+
+    Mutating calls are spaced by `spacing` (across processes when `redis_url` is given);
+    when a response said x-ratelimit-remaining: 0, calls wait until x-ratelimit-reset (or
+    fail with RateLimitedError past `max_wait`).
     """
 
     _pacers: dict[str, _Pacer] = {}
@@ -149,8 +174,10 @@ class GitHubThrottler(BaseThrottler):
         spacing: timedelta = timedelta(seconds=1),
         max_wait: timedelta = timedelta(seconds=60),
         max_concurrency: int = 100,
+        redis_url: str | None = None,
     ) -> None:
         self.key, self.spacing, self.max_wait = key, spacing, max_wait
+        self.redis_url = redis_url
         self._semaphore = threading.Semaphore(max_concurrency)
         self._max_concurrency = max_concurrency
         self._async_semaphores: dict[int, asyncio.Semaphore] = {}
@@ -186,7 +213,9 @@ class GitHubThrottler(BaseThrottler):
                 )
             if blocked > 0:
                 await asyncio.sleep(blocked)
-            if request.method in _MUTATING:
+            if request.method in _MUTATING and self.redis_url:
+                await _space_in_redis(self.redis_url, self.key, self.spacing)
+            elif request.method in _MUTATING:
                 delay = pacer.next_mutation - time.monotonic()
                 if delay > 0:
                     await asyncio.sleep(delay)

@@ -153,6 +153,7 @@ class Integrations:
             f"github:{block.base_url}:{block.account}",
             spacing=self.github_spacing,
             max_wait=self.rate_limit_wait,
+            redis_url=self.redis_url or None,
         )
 
         async def observe(response: Any) -> None:

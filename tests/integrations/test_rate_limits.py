@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import time
 import uuid
@@ -74,6 +75,24 @@ async def test_mutating_github_calls_are_a_second_apart(
     for n in range(3):
         await gh.call("github.create_issue", {"repo": "octo/demo", "title": f"t{n}"})
     times = [r.at for r in fake_github.requests if r.method == "POST"]
+    assert len(times) == 3
+    assert all(b - a >= 0.95 for a, b in itertools.pairwise(times))
+
+
+async def test_mutation_spacing_is_shared_through_redis(
+    fake_github: FakeGitHub, github_block: GitHubCredentials, redis_url: str
+) -> None:
+    one = Integrations.with_credentials(
+        github_block, prefect_rate_limits=False, redis_url=redis_url
+    )
+    two = Integrations.with_credentials(
+        github_block, prefect_rate_limits=False, redis_url=redis_url
+    )
+    await asyncio.gather(
+        *(gh.call("github.create_issue", {"repo": "octo/demo", "title": f"t{n}"})
+          for n, gh in enumerate([one, two, one]))
+    )  # fmt: skip
+    times = sorted(r.at for r in fake_github.requests if r.method == "POST")
     assert len(times) == 3
     assert all(b - a >= 0.95 for a, b in itertools.pairwise(times))
 
