@@ -56,6 +56,7 @@ class _Browser:
     draining: bool = False
     dead: bool = False
     closing: bool = False
+    pid_task: asyncio.Task[None] | None = None
     sessions: set[BrowserSession] = field(default_factory=set)
 
 
@@ -215,6 +216,9 @@ class BrowserPool:
     async def _kill(self, entry: _Browser) -> None:
         """Close a browser; SIGKILL it (and its children) if it does not close in time."""
         entry.closing = True
+        if entry.pid_task is not None:
+            with contextlib.suppress(Exception):
+                await entry.pid_task
         try:
             if entry.context is not None:
                 await asyncio.wait_for(entry.context.close(), timeout=_CLOSE_TIMEOUT)
@@ -328,7 +332,7 @@ class BrowserPool:
             entry.context = context
             self._persistent.add(entry)
             self.launched += 1
-            await self._find_pid(entry)
+            entry.pid_task = asyncio.create_task(self._find_pid(entry))
             context.on("close", lambda _c: self._on_disconnect(entry))
             state = await asyncio.to_thread(_read_session_file, workdir)
             if state is not None and state.storage.get("cookies"):

@@ -179,10 +179,10 @@ class StateStore:
             if entry != keep and entry not in referenced:
                 logger.info("Removing unreferenced state %s", entry.name)
                 self._delete_paths([entry])
-        for entry in folder.glob(".[vp]*.tmp-*"):
+        for entry in [*folder.glob(".[vp]*.tmp-*"), *folder.glob(".ready-*.tmp-*")]:
             pid = entry.name.rsplit("-", 1)[-1]
             if not pid.isdigit() or not Path(f"/proc/{pid}").exists():
-                entry.unlink(missing_ok=True)
+                self._delete_paths([entry])
 
     # -- storage mode ------------------------------------------------------------------
     def load(self, profile_name: str) -> BrowserState | None:
@@ -298,11 +298,34 @@ class StateStore:
                 f"Persistent state version {version} of profile {profile_name!r} is missing; "
                 "roll back to a listed version (fleetwright profile state list)"
             )
-        if source is not None:
-            copy_profile_dir(source, workdir)
-        else:
+        if source is None:
             workdir.mkdir()
+        elif not self._take_staged(folder, source, workdir):
+            copy_profile_dir(source, workdir)
         return workdir
+
+    def _take_staged(self, folder: Path, source: Path, workdir: Path) -> bool:
+        """Claim the copy of `source` staged at the last commit (one rename), if any."""
+        for staged in sorted(folder.glob(f"ready-{source.name}-*")):
+            try:
+                os.rename(staged, workdir)
+                return True
+            except OSError:  # another launcher took it first
+                continue
+        return False
+
+    def _stage(self, folder: Path, version_dir: Path) -> None:
+        """Copy a new version ahead of the next launch, so launching is a rename."""
+        for stale in folder.glob("ready-*"):
+            if not stale.name.startswith(f"ready-{version_dir.name}-"):
+                shutil.rmtree(stale, ignore_errors=True)
+        staging = folder / f".ready-{version_dir.name}.tmp-{os.getpid()}"
+        try:
+            copy_profile_dir(version_dir, staging)
+            os.rename(staging, folder / f"ready-{version_dir.name}-{secrets.token_hex(4)}")
+        except OSError as exc:
+            logger.warning("Could not stage the next working copy: %s", exc.strerror)
+            shutil.rmtree(staging, ignore_errors=True)
 
     def commit(self, profile_name: str, workdir: Path, run_id: int | None = None) -> int:
         """Make a closed working copy the profile's new version (rename, then switch)."""
@@ -327,6 +350,7 @@ class StateStore:
         )
         self._delete_paths(old)
         self._sweep_orphans(profile_name, keep=target)
+        self._stage(folder, target)
         logger.info("Saved persistent state version %d of profile %s", version, profile_name)
         return version
 

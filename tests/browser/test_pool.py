@@ -15,7 +15,13 @@ import pytest
 
 from fleetwright.browser import BrowserPool, LaunchSpec
 from fleetwright.browser.procs import ProcessWatch
-from fleetwright.errors import BrowserCrashError, NavigationTimeoutError, SessionError, StepError
+from fleetwright.errors import (
+    BrowserCrashError,
+    NavigationTimeoutError,
+    NotFoundError,
+    SessionError,
+    StepError,
+)
 from fleetwright.testing.site import SiteServer
 
 pytestmark = pytest.mark.browser
@@ -205,3 +211,17 @@ async def test_closed_pool_refuses_sessions(pool: BrowserPool) -> None:
     with pytest.raises(SessionError, match="closed"):
         async with pool.session(scratch("late")):
             pass
+
+
+async def test_unknown_profile_fails_before_launching(pool: BrowserPool) -> None:
+    with pytest.raises(NotFoundError, match="'ghost' is not in the catalogue"):
+        async with pool.session(LaunchSpec(profile_name="ghost")):
+            pass
+    assert pool.launched == 0
+
+
+async def test_scratch_session_cannot_save_state(pool: BrowserPool, site: SiteServer) -> None:
+    with pytest.raises(SessionError, match="restore_state=False"):
+        async with pool.session(scratch("scratchy")) as s:
+            await s.page.goto(f"{site.url}/")
+            await s.save_state()

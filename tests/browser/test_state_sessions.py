@@ -106,3 +106,23 @@ async def test_two_profiles_at_once_are_isolated(
             assert {c["name"] for c in await sb.context.cookies()} == {"fw_js"}
     finally:
         await pool.close()
+
+
+async def test_persistent_rollback_launches_the_older_version(
+    pool: BrowserPool, site: SiteServer, make_profile: Callable[..., str]
+) -> None:
+    name = make_profile("rolling", state_mode="persistent")
+    spec = LaunchSpec(profile_name=name, state_mode="persistent")
+    for value in ("first", "second"):
+        async with pool.session(spec) as s:
+            await storage_values(s, f"{site.url}/storage?write={value}")
+            await s.save_state()
+    staged = list(spec.state_dir.glob("ready-*"))
+    assert len(staged) == 1, "the next launch's working copy is staged at save time"
+    pool.store.rollback(name, 1)
+    async with pool.session(spec) as s:
+        assert (await storage_values(s, f"{site.url}/storage"))["local"] == "first"
+    pool.store.rollback(name, 2)
+    async with pool.session(spec) as s:
+        assert (await storage_values(s, f"{site.url}/storage"))["idb"] == "second"
+    assert [v.version for v in pool.store.versions(name)] == [2, 1]
