@@ -26,6 +26,16 @@ __all__ = ["BlockStore", "open_block_store"]
 B = TypeVar("B", bound=Block)
 
 
+def _data(block: Block) -> dict[str, Any]:
+    """The document data of a flat block, secrets revealed for the API to encrypt.
+
+    (Block._to_block_document builds the JSON schema on every call: ~100 ms; this is ~20 µs.)
+    """
+    return block.model_dump(
+        mode="json", include=set(type(block).model_fields), context={"include_secrets": True}
+    )
+
+
 class BlockStore:
     """Create, update, delete and list block documents of Fleetwright's block types."""
 
@@ -45,11 +55,8 @@ class BlockStore:
     async def create(self, block: Block, name: str, *, overwrite: bool = True) -> UUID:
         """Create the document `name` (or overwrite one of that name); returns its id."""
         type_id, schema_id = await self._type_ids(type(block))
-        doc = block._to_block_document(
-            name=name, block_type_id=type_id, block_schema_id=schema_id, include_secrets=True
-        )
         create = BlockDocumentCreate(
-            name=name, data=doc.data, block_type_id=type_id, block_schema_id=schema_id
+            name=name, data=_data(block), block_type_id=type_id, block_schema_id=schema_id
         )
         try:
             created = await self.client.create_block_document(create)
@@ -64,14 +71,11 @@ class BlockStore:
         return created.id
 
     async def update(self, document_id: UUID | str, block: Block) -> None:
-        type_id, schema_id = await self._type_ids(type(block))
-        doc = block._to_block_document(
-            name="x", block_type_id=type_id, block_schema_id=schema_id, include_secrets=True
-        )
+        _, schema_id = await self._type_ids(type(block))
         await self.client.update_block_document(
             UUID(str(document_id)),
             BlockDocumentUpdate(
-                block_schema_id=schema_id, data=doc.data, merge_existing_data=False
+                block_schema_id=schema_id, data=_data(block), merge_existing_data=False
             ),
         )
 
@@ -100,14 +104,24 @@ class BlockStore:
         return cls._from_block_document(doc)
 
     async def list(self, cls: type[B], *, page: int = 200) -> list[BlockDocument]:
-        """Every document of `cls`'s type, with secrets (for reconciling)."""
+        """Every document of `cls`'s type, with secrets (for reconciling), read page by page."""
         await self._type_ids(cls)
         docs: list[BlockDocument] = []
         offset = 0
         while True:
-            batch = await self.client.read_block_documents_by_type(
-                cls.get_block_type_slug(), offset=offset, limit=page, include_secrets=True
+            # The by-slug endpoint ignores limit/offset; the filter endpoint pages.
+            response = await self.client._client.post(
+                "/block_documents/filter",
+                json={
+                    "block_types": {"slug": {"any_": [cls.get_block_type_slug()]}},
+                    "include_secrets": True,
+                    "limit": page,
+                    "offset": offset,
+                    "sort": "NAME_ASC",
+                },
             )
+            response.raise_for_status()
+            batch = BlockDocument.model_validate_list(response.json())
             docs.extend(d for d in batch if not d.is_anonymous)
             if len(batch) < page:
                 return docs
