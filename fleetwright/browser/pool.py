@@ -26,7 +26,6 @@ from fleetwright.browser.session_storage import restore_script, split_origins
 from fleetwright.browser.spec import LaunchSpec, context_options
 from fleetwright.browser.state import BrowserState, StateStore
 from fleetwright.errors import (
-    BrowserCrashError,
     ConfigurationError,
     FleetwrightError,
     SessionError,
@@ -421,6 +420,3 @@ def _read_session_file(workdir: Path) -> BrowserState | None:
         )
     except (OSError, ValueError, AttributeError):
         return None
-
-
-_ = BrowserCrashError  # re-exported through fleetwright.browser for callers catching it

@@ -160,3 +160,83 @@ def test_sigkill_while_saving_keeps_the_previous_version(catalogue_url: str, hom
     assert store.load("ed") == state("after")
     with session_scope(catalogue_url) as session:
         assert session.query(ProfileState).count() == 2
+
+
+def test_persistent_checkout_commit_discard(home: Path) -> None:
+    store = StateStore()
+    add_profile(store.url, "fy")
+    work = store.checkout("fy")
+    assert work.is_dir() and list(work.iterdir()) == []
+    (work / "Default").mkdir()
+    (work / "Default" / "Cookies").write_text("v1")
+    (work / "Default" / "Cache").mkdir()
+    (work / "Default" / "Cache" / "blob").write_text("cache")
+    assert store.commit("fy", work) == 1
+    assert not work.exists()
+    version_dir = store.versions("fy")[0].path
+    assert (version_dir / "Default" / "Cookies").read_text() == "v1"
+    assert not (version_dir / "Default" / "Cache").exists(), "caches are not versioned"
+    scratch = store.checkout("fy")
+    (scratch / "Default" / "Cookies").write_text("never saved")
+    store.discard(scratch)
+    again = store.checkout("fy")
+    assert (again / "Default" / "Cookies").read_text() == "v1"
+    assert (version_dir / "Default" / "Cookies").read_text() == "v1", "versions stay untouched"
+    orphan = store.profile_dir("fy") / "p000007-deadbeef"
+    orphan.mkdir()
+    (again / "Default" / "Cookies").write_text("v2")
+    assert store.commit("fy", again) == 2
+    assert not orphan.exists()
+    with pytest.raises(StateError, match="is gone"):
+        store.commit("fy", again)
+
+
+_COMMITTER = textwrap.dedent(
+    """
+    import sys
+    from pathlib import Path
+    from fleetwright.browser import StateStore
+    store = StateStore(sys.argv[1], home=Path(sys.argv[2]))
+    work = Path(sys.argv[3])
+    print("committing", flush=True)
+    store.commit("gus", work)
+    print("committed", flush=True)
+    """
+)
+
+
+@pytest.mark.postgres
+def test_sigkill_while_committing_persistent_keeps_the_previous_version(
+    catalogue_url: str, home: Path
+) -> None:
+    store = StateStore(catalogue_url, home=home)
+    add_profile(catalogue_url, "gus")
+    first = store.checkout("gus")
+    (first / "Cookies").write_text("before")
+    store.commit("gus", first)
+    work = store.checkout("gus")
+    (work / "Cookies").write_text("after")
+    cache = work / "Cache"
+    cache.mkdir()
+    for i in range(20000):  # pruning these before the switch takes a while
+        (cache / f"f{i}").write_bytes(b"x")
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _COMMITTER, catalogue_url, str(home), str(work)],
+        stdout=subprocess.PIPE,
+        env={**os.environ, "FLEETWRIGHT_HOME": str(home)},
+    )
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == b"committing"
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and proc.poll() is None:
+            if cache.exists() and len(os.listdir(cache)) < 19000:
+                break
+            time.sleep(0.001)
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert proc.returncode == -signal.SIGKILL, "killed mid-commit, not after it"
+    assert store.current_version("gus") == 1
+    assert (store.checkout("gus") / "Cookies").read_text() == "before"
