@@ -380,13 +380,17 @@ class BrowserPool:
             artifacts=artifacts,
             store=self.store if spec.restore_state else None,
         )
-        page.on("crash", session._mark_crashed)
+        page.on("crash", session.mark_crashed)
         entry.sessions.add(session)
         if entry.dead:
             session.crashed = True
         return session
 
     # -- pool ---------------------------------------------------------------------------
+    def browser_loads(self) -> list[int]:
+        """Open contexts per live shared browser."""
+        return [e.active for e in self._shared if not e.dead]
+
     def browser_pids(self) -> list[int]:
         """Main PIDs of the live Chromium processes this pool launched."""
         entries = [*self._shared, *self._persistent]

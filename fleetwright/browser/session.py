@@ -155,5 +155,6 @@ class BrowserSession:
                 str(exc)[:300],
             )
 
-    def _mark_crashed(self, *_args: Any) -> None:
+    def mark_crashed(self, *_args: Any) -> None:
+        """Note that the page or browser died (event handler)."""
         self.crashed = True

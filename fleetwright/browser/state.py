@@ -196,6 +196,10 @@ class StateStore:
                 "roll back to a listed version (fleetwright profile state list)"
             )
         path = self._abs(row.path)
+        if path.is_dir():
+            raise StateError(
+                f"Profile {profile_name!r} has persistent state; launch it in persistent mode"
+            )
         try:
             data = path.read_bytes()
         except OSError as exc:
@@ -203,10 +207,6 @@ class StateStore:
                 f"State version {version} of profile {profile_name!r} cannot be read "
                 f"({exc.strerror}); roll back to an earlier version"
             ) from None
-        if path.is_dir():
-            raise StateError(
-                f"Profile {profile_name!r} has persistent state; launch it in persistent mode"
-            )
         if row.checksum and hashlib.sha256(data).hexdigest() != row.checksum:
             raise StateError(
                 f"State version {version} of profile {profile_name!r} is corrupt "

@@ -148,3 +148,20 @@ async def test_proxy_down_is_a_retryable_proxy_error(
         async with pool.session(spec) as s:
             await s.page.goto(f"{site.url}/ip")
     assert info.value.retryable
+
+
+async def test_only_the_pages_own_requests_use_the_proxy(
+    pool: BrowserPool, site: SiteServer, tinyproxy: TinyProxy
+) -> None:
+    spec = LaunchSpec(profile_name="quiet", proxy=proxy_config(tinyproxy), restore_state=False)
+    async with pool.session(spec) as s:
+        await s.page.goto(f"{site.url}/login")
+        await s.page.fill("#user", "ada")  # filling forms used to wake autofill's servers
+        await s.page.fill("#password", "pw")
+        await s.page.click("#submit")
+        await s.page.wait_for_url(f"{site.url}/account")
+        await s.page.wait_for_timeout(1000)
+    requests = [line for line in tinyproxy.log_text().splitlines() if "Request (" in line]
+    assert any("POST" in line for line in requests)
+    for line in requests:
+        assert f" http://127.0.0.1:{site.port}/" in line, line

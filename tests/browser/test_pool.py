@@ -199,7 +199,7 @@ async def test_spreads_concurrent_sessions_over_browsers(home: object, site: Sit
             for s in (a, b, c):
                 await s.page.goto(f"{site.url}/")
             assert len(pool.browser_pids()) == 2
-            loads = sorted(e.active for e in pool._shared)
+            loads = sorted(pool.browser_loads())
             assert loads == [1, 2]
             assert a.context.browser is not b.context.browser
     finally:

@@ -189,6 +189,8 @@ def test_persistent_checkout_commit_discard(home: Path) -> None:
     assert not orphan.exists()
     with pytest.raises(StateError, match="is gone"):
         store.commit("fy", again)
+    with pytest.raises(StateError, match="has persistent state"):
+        store.load("fy")
 
 
 _COMMITTER = textwrap.dedent(
