@@ -318,7 +318,7 @@ class ImportReport:
 
 
 async def import_profiles(
-    items: Sequence[tuple[str, dict[str, Any]]],
+    items: Sequence[tuple[str, Any]],
     *,
     url: str | None = None,
     store: BlockStore | None = None,
@@ -333,6 +333,9 @@ async def import_profiles(
     specs: list[ProfileSpec] = []
     seen: set[str] = set()
     for where, data in items:
+        if not isinstance(data, dict):
+            report.errors.append((where, f"{where}: not a JSON object"))
+            continue
         try:
             spec = validate_profile(data, where=where)
         except FleetwrightError as exc:

@@ -1,0 +1,102 @@
+"""`fleetwright up`: the whole embedded stack on this machine, in the foreground.
+
+Local Prefect server (SQLite in the home, telemetry off, its own PREFECT_HOME so the user's
+Prefect profiles are untouched), catalogue migrations, block registration, prefect.yaml
+deployed to a local process work pool, a worker, the demo site, demo profiles and a demo run.
+Ctrl-C stops everything it started. Running it again reuses what is already there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from typing import Annotated
+
+import typer
+
+from fleetwright.cli.output import console
+
+__all__ = ["up"]
+
+
+def up(
+    demo: Annotated[bool, typer.Option(help="Serve the demo site and run the demo.")] = True,
+    port: Annotated[int | None, typer.Option(help="Prefect server port.")] = None,
+) -> None:
+    """Start Fleetwright locally: Prefect server + UI, worker, deployments, demo."""
+    from fleetwright.catalogue.db import safe_url, upgrade
+    from fleetwright.embedded import LocalPrefectServer
+    from fleetwright.embedded.prefect_server import prefect_env
+    from fleetwright.embedded.stack import (
+        deploy_project,
+        register_blocks,
+        start_worker,
+        stop_process,
+    )
+    from fleetwright.settings import get_settings
+
+    settings = get_settings()
+    settings.home.mkdir(parents=True, exist_ok=True)
+    server = LocalPrefectServer(
+        prefect_home=settings.prefect_home, port=port or settings.prefect_port
+    )
+    os.environ["PREFECT_API_URL"] = server.api_url
+    env = {
+        **prefect_env(settings.prefect_home),
+        "PREFECT_API_URL": server.api_url,
+        "FLEETWRIGHT_HOME": str(settings.home),
+    }
+    os.environ.update({k: v for k, v in env.items() if k.startswith("PREFECT_HOME")})
+    started_server = False
+    worker = None
+    site = None
+    try:
+        with console.status("Applying catalogue migrations"):
+            revision = upgrade()
+        console.print(f"✓ catalogue {safe_url(settings.catalogue_url)} at revision {revision}")
+        if server.is_healthy():
+            console.print(f"✓ Prefect server already running at {server.url}")
+        else:
+            with console.status("Starting the Prefect server"):
+                server.start()
+            started_server = True
+            console.print(f"✓ Prefect server at {server.url} (data in {settings.prefect_home})")
+        slugs = asyncio.run(register_blocks())
+        console.print(f"✓ blocks registered: {', '.join(slugs)}")
+        if demo:
+            from fleetwright.embedded.demo import prepare_demo, start_demo_site
+
+            site = start_demo_site(settings)
+            console.print(f"✓ demo site at {site.url}")
+            for line in asyncio.run(prepare_demo(settings, site.url)):
+                console.print(f"✓ {line}")
+        with console.status("Deploying prefect.yaml to work pool 'fleetwright'"):
+            deploy_project(env)
+        console.print("✓ deployments created from prefect.yaml")
+        worker = start_worker(env, log_path=settings.home / "logs" / "worker.log")
+        console.print(f"✓ worker started (log {settings.home / 'logs' / 'worker.log'})")
+        if demo:
+            from fleetwright.embedded.demo import trigger_demo_run
+
+            run_url = asyncio.run(trigger_demo_run(server.url))
+            if run_url:
+                console.print(f"✓ demo run started: {run_url}")
+        console.print(
+            f"\n[bold green]Fleetwright is up.[/] Prefect UI: [link]{server.url}[/link]\n"
+            "Profiles: `fleetwright profile list`; runs: the UI's Runs page. Ctrl-C stops."
+        )
+        while True:
+            time.sleep(1)
+            if worker.poll() is not None:
+                console.print("[red]the worker exited; see its log[/]")
+                raise typer.Exit(1)
+    except KeyboardInterrupt:
+        console.print("\nStopping…")
+    finally:
+        stop_process(worker)
+        if site is not None:
+            site.stop()
+        if started_server:
+            server.stop()
+        console.print("Stopped everything `fleetwright up` started.")
