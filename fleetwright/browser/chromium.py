@@ -54,7 +54,7 @@ def _usable(path: Path) -> bool:
 
 
 def find_chromium(
-    *, settings: Settings | None = None, playwright_executable: str | None = None
+    settings: Settings | None = None, *, playwright_executable: str | None = None
 ) -> Path:
     """The Chromium to launch: settings, then Playwright's own, then the system's."""
     settings = settings or get_settings()
