@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from prefect import Task, task
+from prefect import task
 from prefect.cache_policies import NO_CACHE
-from prefect.client.schemas.objects import State, TaskRun
 
 from blocks.github import GitHubCredentials
-from fleetwright.errors import is_retryable
 from fleetwright.integrations.steps import Integrations
+from tasks.retries import retry_if_retryable
 
 __all__ = [
     "add_github_labels",
@@ -23,15 +22,6 @@ __all__ = [
     "retry_if_retryable",
     "search_github_issues",
 ]
-
-
-def retry_if_retryable(task: Task[..., Any], task_run: TaskRun, state: State[Any]) -> bool:
-    """Retry only errors Fleetwright marks retryable (5xx, timeouts, rate limits)."""
-    try:
-        state.result()
-    except Exception as exc:
-        return is_retryable(exc)
-    return False
 
 
 _OPTIONS: dict[str, Any] = {

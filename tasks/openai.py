@@ -9,7 +9,7 @@ from prefect.cache_policies import NO_CACHE
 
 from blocks.openai import OpenAICredentials
 from fleetwright.integrations.steps import Integrations
-from tasks.github import retry_if_retryable
+from tasks.retries import retry_if_retryable
 
 __all__ = ["openai_respond"]
 

@@ -1,0 +1,344 @@
+"""One Fleetwright session: lease → proxy → launch → steps → save state → record → release.
+
+`SessionEngine` holds what a worker keeps warm between sessions (the browser pool, the SOCKS5
+relays, the integrations client). Prefect tasks wrap `SessionEngine.run`; so do benchmarks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, Literal
+
+from sqlalchemy import select
+from sqlalchemy.orm import selectinload
+
+from fleetwright.browser import BrowserPool, LaunchSpec, ProxyConfig
+from fleetwright.catalogue.db import session_scope
+from fleetwright.catalogue.models import Profile, Run, utcnow
+from fleetwright.commands import CommandContext, CommandSpec, run_steps
+from fleetwright.errors import (
+    FleetwrightError,
+    NotFoundError,
+    ValidationError,
+)
+from fleetwright.proxies.relay import RelayRegistry
+from fleetwright.registry.profiles import row_to_spec
+from fleetwright.sessions import lease as leases
+from fleetwright.settings import Settings, get_settings
+from fleetwright.specs import ProfileSpec, ProxySpec
+
+__all__ = ["SessionEngine", "SessionRequest", "SessionResult", "profile_scope"]
+
+logger = logging.getLogger(__name__)
+TraceMode = Literal["off", "on", "on-failure"]
+
+
+@dataclass(kw_only=True)
+class SessionRequest:
+    """What to run: a command on one profile, and how."""
+
+    profile: str
+    command: CommandSpec
+    params: dict[str, Any] = field(default_factory=dict)
+    flow_run_id: str | None = None
+    task_run_id: str | None = None
+    attempt: int = 1
+    trace: TraceMode = "on-failure"
+    timeout: timedelta | None = None
+
+
+@dataclass(kw_only=True)
+class SessionResult:
+    """How a session went, as recorded on its catalogue run row."""
+
+    profile: str
+    status: Literal["ok", "failed", "skipped"]
+    run_id: int | None = None
+    outputs: dict[str, Any] = field(default_factory=dict)
+    artifacts: dict[str, str] = field(default_factory=dict)
+    error: str | None = None
+    error_type: str | None = None
+    retryable: bool = False
+    duration_ms: float = 0.0
+    state_version: int | None = None
+    proxy: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def profile_scope(spec: ProfileSpec) -> dict[str, Any]:
+    """The profile's fields as templates see them (`{{ profile.name }}`, ...)."""
+    fp = spec.fingerprint
+    return {
+        "name": spec.name,
+        "tags": list(spec.tags),
+        "country": spec.country,
+        "notes": spec.notes,
+        "state_mode": spec.state_mode,
+        "user_agent": fp.user_agent,
+        "locale": fp.locale,
+        "timezone": fp.timezone,
+        "viewport_width": fp.viewport_width,
+        "viewport_height": fp.viewport_height,
+    }
+
+
+@dataclass
+class _Loaded:
+    profile_id: int
+    spec: ProfileSpec
+
+
+class SessionEngine:
+    """Runs sessions on one event loop, keeping browsers and relays warm between them."""
+
+    def __init__(
+        self,
+        *,
+        pool: BrowserPool | None = None,
+        integrations: Any = None,
+        settings: Settings | None = None,
+        url: str | None = None,
+        holder_prefix: str | None = None,
+    ) -> None:
+        self.settings = settings or get_settings()
+        self.pool = pool or BrowserPool(settings=self.settings)
+        self.relays = RelayRegistry()
+        self.integrations = integrations
+        self.url = url
+        self.holder_prefix = holder_prefix or f"{socket.gethostname()}:{os.getpid()}"
+
+    async def __aenter__(self) -> SessionEngine:
+        await self.pool.start()
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        try:
+            await self.pool.close()
+        finally:
+            await self.relays.close()
+
+    def _load(self, name: str) -> _Loaded:
+        with session_scope(self.url) as s:
+            row = s.scalar(
+                select(Profile)
+                .where(Profile.name == name)
+                .options(selectinload(Profile.proxy), selectinload(Profile.proxy_pool))
+            )
+            if row is None:
+                raise NotFoundError(f"unknown profile {name!r}; see `fleetwright profile list`")
+            if row.status != "active":
+                raise ValidationError(f"profile {name!r} is {row.status}; only active ones run")
+            return _Loaded(row.id, row_to_spec(row))
+
+    def _choose_proxy(self, profile_id: int) -> tuple[int, str, str | None] | None:
+        from fleetwright.proxies.pools import choose_proxy
+
+        with session_scope(self.url) as s:
+            row = s.get(Profile, profile_id)
+            assert row is not None
+            if row.proxy_id is None and row.proxy_pool_id is None:
+                return None
+            proxy = choose_proxy(s, row)
+            if proxy is None:
+                return None
+            return proxy.id, proxy.name, proxy.secret_ref
+
+    async def _proxy_spec(self, name: str, secret_ref: str | None) -> ProxySpec:
+        from fleetwright.registry.proxies import proxy_spec
+
+        return await proxy_spec(name, url=self.url)
+
+    def _start_run(self, loaded: _Loaded, req: SessionRequest, proxy: str | None) -> int:
+        with session_scope(self.url) as s:
+            run = Run(
+                profile_id=loaded.profile_id,
+                profile_name=loaded.spec.name,
+                command_name=req.command.name,
+                command_version=req.command.version,
+                flow_run_id=req.flow_run_id,
+                task_run_id=req.task_run_id,
+                attempts=req.attempt,
+                status="running",
+                proxy_name=proxy,
+            )
+            s.add(run)
+            s.flush()
+            return run.id
+
+    def _finish_run(self, run_id: int, result: SessionResult, extra: dict[str, Any]) -> None:
+        with session_scope(self.url) as s:
+            run = s.get(Run, run_id)
+            if run is None:
+                return
+            run.status = result.status
+            run.ended_at = utcnow()
+            run.duration_ms = result.duration_ms
+            run.error = result.error
+            run.error_type = result.error_type
+            run.outputs = result.outputs
+            run.artifacts = result.artifacts
+            run.model = extra.get("model")
+            run.tokens_used = extra.get("tokens_used")
+
+    async def run(self, req: SessionRequest) -> SessionResult:
+        """Run the session; on failure the error is raised after the run row is recorded.
+
+        The raised error carries the SessionResult as `error.session_result`.
+        """
+        started = time.perf_counter()
+        loaded = await asyncio.to_thread(self._load, req.profile)
+        holder = f"{req.flow_run_id or self.holder_prefix}:{uuid.uuid4().hex[:8]}"
+        async with leases.lease(
+            loaded.profile_id, loaded.spec.name, holder,
+            ttl=self.settings.lease_ttl, wait=self.settings.lease_wait, url=self.url,
+        ):  # fmt: skip
+            return await self._run_leased(req, loaded, started)
+
+    async def _run_leased(
+        self, req: SessionRequest, loaded: _Loaded, started: float
+    ) -> SessionResult:
+        chosen = await asyncio.to_thread(self._choose_proxy, loaded.profile_id)
+        proxy_id, proxy_name = (chosen[0], chosen[1]) if chosen else (None, None)
+        run_id = await asyncio.to_thread(self._start_run, loaded, req, proxy_name)
+        result = SessionResult(profile=loaded.spec.name, status="failed", run_id=run_id,
+                               proxy=proxy_name)  # fmt: skip
+        extra: dict[str, Any] = {}
+        pspec: ProxySpec | None = None
+        artifacts: dict[str, Path] = {}
+        browser_session = None
+        try:
+            proxy_cfg = None
+            if chosen:
+                pspec = await self._proxy_spec(chosen[1], chosen[2])
+                proxy_cfg = await self._proxy_config(pspec)
+                await self._check_exit_ip(loaded, proxy_id, pspec)
+            spec = LaunchSpec(
+                profile_name=loaded.spec.name,
+                fingerprint=loaded.spec.fingerprint,
+                state_mode=loaded.spec.state_mode,
+                proxy=proxy_cfg,
+                trace=req.trace == "on",
+                trace_on_failure=req.trace == "on-failure",
+                run_key=f"run-{run_id}",
+            )
+            ctx = CommandContext(
+                artifacts_dir=self.settings.artifacts_dir / f"run-{run_id}",
+                profile=profile_scope(loaded.spec),
+                params=req.params,
+                run={"id": run_id, "flow_run_id": req.flow_run_id, "attempt": req.attempt},
+                integrations=self.integrations,
+            )
+            async with self.pool.session(spec, timeout=req.timeout) as session:
+                browser_session = session
+                outcome = await run_steps(session.page, req.command, ctx)
+                result.outputs = _jsonable(outcome.outputs)
+                artifacts.update({p.name: p for p in outcome.artifacts})
+                extra = _usage(outcome.outputs)
+                result.state_version = await session.save_state(run_id)
+            result.status = "ok"
+        except BaseException as exc:
+            artifacts.update(_session_artifacts(exc))
+            result.error, result.error_type, result.retryable = _describe(exc)
+            partial = getattr(exc, "result", None)
+            if partial is not None and getattr(partial, "outputs", None):
+                result.outputs = _jsonable(partial.outputs)
+            if isinstance(exc, FleetwrightError):
+                exc.session_result = result  # type: ignore[attr-defined]
+            raise
+        finally:
+            if browser_session is not None:
+                artifacts.update(browser_session.artifact_paths)
+            if pspec is not None:
+                await self._release_proxy(pspec)
+            if proxy_id is not None:
+                self._report_proxy(proxy_id, result)
+            result.duration_ms = (time.perf_counter() - started) * 1000
+            result.artifacts = {k: str(v) for k, v in artifacts.items()}
+            await asyncio.shield(asyncio.to_thread(self._finish_run, run_id, result, extra))
+        return result
+
+    async def _proxy_config(self, pspec: ProxySpec) -> ProxyConfig:
+        from fleetwright.proxies.browser import browser_proxy
+
+        settings = await browser_proxy(pspec, registry=self.relays)
+        return ProxyConfig.build(**settings)
+
+    async def _release_proxy(self, pspec: ProxySpec) -> None:
+        from fleetwright.proxies.browser import release_browser_proxy
+
+        try:
+            await release_browser_proxy(pspec, registry=self.relays)
+        except Exception:  # noqa: BLE001 - a relay that is already gone
+            logger.debug("relay release failed", exc_info=True)
+
+    async def _check_exit_ip(self, loaded: _Loaded, proxy_id: int | None, pspec: ProxySpec) -> None:
+        if loaded.spec.ip_check == "off":
+            return
+        from fleetwright.proxies.exitip import verify_exit_ip
+
+        info_url = self.settings.proxy_info_url
+        if not info_url:
+            raise ValidationError(
+                f"profile {loaded.spec.name!r} asks for an exit-IP check but no IP-info URL is "
+                "set; set FLEETWRIGHT_PROXY_INFO_URL or set the profile's ip_check to off"
+            )
+        await verify_exit_ip(loaded.profile_id, proxy_id, pspec, info_url=info_url, url=self.url)
+
+    def _report_proxy(self, proxy_id: int, result: SessionResult) -> None:
+        from fleetwright.proxies.health import report_session_result
+
+        proxy_failed = result.error_type is not None and result.error_type.startswith("Proxy")
+        if result.status == "ok" or proxy_failed:
+            try:
+                report_session_result(proxy_id, result.status == "ok", result.error, url=self.url)
+            except Exception:  # noqa: BLE001 - health bookkeeping never fails a session
+                logger.warning("could not record proxy health", exc_info=True)
+
+
+def _describe(exc: BaseException) -> tuple[str, str, bool]:
+    if isinstance(exc, FleetwrightError):
+        return exc.message, type(exc).__name__, exc.retryable
+    if isinstance(exc, asyncio.CancelledError):
+        return "the session was cancelled", "Cancelled", False
+    if isinstance(exc, TimeoutError):
+        return "the session timed out", "TimeoutError", True
+    return f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}", type(
+        exc
+    ).__name__, False
+
+
+def _session_artifacts(exc: BaseException) -> dict[str, Path]:
+    partial = getattr(exc, "result", None)
+    paths = getattr(partial, "artifacts", None) or []
+    return {p.name: p for p in paths if isinstance(p, Path)}
+
+
+def _usage(outputs: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    tokens = 0
+    model = None
+    for out in outputs.values():
+        if isinstance(out, dict) and "tokens_used" in out:
+            tokens += int(out.get("tokens_used") or 0)
+            model = out.get("model") or model
+    return {"model": model, "tokens_used": tokens} if model else {}
+
+
+def _jsonable(value: Any) -> Any:
+    import json
+
+    return json.loads(json.dumps(value, default=str))
+
+

@@ -1,0 +1,144 @@
+"""One run per profile at a time, across every worker: an atomic lease on the catalogue row.
+
+The lease is a (holder, expires_at) pair set by one conditional UPDATE, so it needs nothing but
+the catalogue. The holder renews it while the session runs; if the holder dies, the lease
+expires after its TTL and the next run takes it. (Why not Prefect global concurrency limits:
+see docs/sessions.md — measured in bench/ as lease_prefect_ratio vs lease_catalogue_ratio.)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections.abc import AsyncIterator
+from datetime import timedelta
+
+from sqlalchemy import or_, update
+
+from fleetwright.catalogue.db import session_scope
+from fleetwright.catalogue.models import Profile, utcnow
+from fleetwright.errors import ProfileBusyError
+
+__all__ = ["ProfileLease", "acquire", "lease", "release", "renew"]
+
+logger = logging.getLogger(__name__)
+
+
+def acquire(profile_id: int, holder: str, ttl: timedelta, *, url: str | None = None) -> bool:
+    """Take the profile's lease if it is free, expired or already ours."""
+    now = utcnow()
+    with session_scope(url) as s:
+        result = s.execute(
+            update(Profile)
+            .where(
+                Profile.id == profile_id,
+                or_(
+                    Profile.lease_holder.is_(None),
+                    Profile.lease_expires_at < now,
+                    Profile.lease_holder == holder,
+                ),
+            )
+            .values(lease_holder=holder, lease_expires_at=now + ttl, updated_at=Profile.updated_at)
+            .execution_options(synchronize_session=False)
+        )
+        return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+
+
+def renew(profile_id: int, holder: str, ttl: timedelta, *, url: str | None = None) -> bool:
+    """Extend our lease; False when it is no longer ours (it expired and was taken)."""
+    with session_scope(url) as s:
+        result = s.execute(
+            update(Profile)
+            .where(Profile.id == profile_id, Profile.lease_holder == holder)
+            .values(lease_expires_at=utcnow() + ttl, updated_at=Profile.updated_at)
+            .execution_options(synchronize_session=False)
+        )
+        return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+
+
+def release(profile_id: int, holder: str, *, url: str | None = None) -> None:
+    """Give the lease back (only if it is still ours)."""
+    with session_scope(url) as s:
+        s.execute(
+            update(Profile)
+            .where(Profile.id == profile_id, Profile.lease_holder == holder)
+            .values(
+                lease_holder=None,
+                lease_expires_at=None,
+                lease_proxy_id=None,
+                updated_at=Profile.updated_at,
+            )
+            .execution_options(synchronize_session=False)
+        )
+
+
+def _holder_of(profile_id: int, url: str | None) -> str | None:
+    with session_scope(url) as s:
+        row = s.get(Profile, profile_id)
+        return row.lease_holder if row else None
+
+
+class ProfileLease:
+    """The lease held for one session; renewed in the background until released."""
+
+    def __init__(
+        self, profile_id: int, name: str, holder: str, ttl: timedelta, *, url: str | None
+    ) -> None:
+        self.profile_id, self.name, self.holder, self.ttl, self.url = (
+            profile_id, name, holder, ttl, url,
+        )  # fmt: skip
+        self.lost = False
+        self._task: asyncio.Task[None] | None = None
+
+    async def _renew_loop(self) -> None:
+        interval = max(self.ttl.total_seconds() / 3, 0.2)
+        while True:
+            await asyncio.sleep(interval)
+            if not await asyncio.to_thread(renew, self.profile_id, self.holder, self.ttl,
+                                           url=self.url):  # fmt: skip
+                self.lost = True
+                logger.error("lease on profile %s was lost (expired and taken)", self.name)
+                return
+
+    def start_renewing(self) -> None:
+        self._task = asyncio.create_task(self._renew_loop())
+
+    async def release(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        await asyncio.shield(asyncio.to_thread(release, self.profile_id, self.holder, url=self.url))
+
+
+@contextlib.asynccontextmanager
+async def lease(
+    profile_id: int,
+    name: str,
+    holder: str,
+    *,
+    ttl: timedelta,
+    wait: timedelta,
+    url: str | None = None,
+) -> AsyncIterator[ProfileLease]:
+    """Hold the profile's lease for the block; wait up to `wait` for a busy profile."""
+    deadline = time.monotonic() + wait.total_seconds()
+    delay = 0.05
+    while not acquire(profile_id, holder, ttl, url=url):
+        if time.monotonic() >= deadline:
+            other = _holder_of(profile_id, url)
+            raise ProfileBusyError(
+                f"profile {name!r} is in use by run {other}; waited "
+                f"{wait.total_seconds():g}s. Try again when that run ends, or raise lease_wait"
+            )
+        await asyncio.sleep(delay * (0.5 + random.random()))
+        delay = min(delay * 2, 1.0)
+    held = ProfileLease(profile_id, name, holder, ttl, url=url)
+    held.start_renewing()
+    try:
+        yield held
+    finally:
+        await held.release()

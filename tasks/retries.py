@@ -1,0 +1,24 @@
+"""When Fleetwright's tasks retry: only on errors the engine marks retryable."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import Task
+from prefect.client.schemas.objects import TaskRun
+from prefect.states import State
+
+from fleetwright.errors import is_retryable
+
+__all__ = ["retry_if_retryable"]
+
+
+def retry_if_retryable(task: Task[..., Any], task_run: TaskRun, state: State[Any]) -> bool:
+    """Retry navigation timeouts, proxy failures, 5xx, browser crashes; not bad input."""
+    if isinstance(state.data, BaseException):
+        return is_retryable(state.data)
+    try:
+        state.result()
+    except Exception as exc:
+        return is_retryable(exc)
+    return False
