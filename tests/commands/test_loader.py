@@ -145,3 +145,19 @@ def test_default_folders_include_project_and_home(home: Path) -> None:
     report = load_commands()
     assert "mine@1" in report.added
     assert "demo@1" in report.added
+
+
+@pytest.mark.postgres
+def test_concurrent_loads_of_the_same_files(pg_url: str, tmp_path: Path) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from fleetwright.catalogue.db import upgrade
+
+    upgrade(pg_url)  # workers meet an already-migrated catalogue
+    for i in range(5):
+        write(tmp_path, f"c{i}.yaml", f"cmd{i}", "1")
+    load = lambda _: load_commands([tmp_path], url=pg_url)  # noqa: E731
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        reports = list(pool.map(load, range(4)))
+    assert sorted(ref for r in reports for ref in r.added) == [f"cmd{i}@1" for i in range(5)]
+    assert count_rows(pg_url) == 5
