@@ -36,6 +36,12 @@ def up(
     )
     from fleetwright.settings import get_settings
 
+    import signal
+
+    def _stop(_signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, _stop)  # stop cleanly under `timeout`, systemd, docker stop
     settings = get_settings()
     settings.home.mkdir(parents=True, exist_ok=True)
     server = LocalPrefectServer(
@@ -79,7 +85,8 @@ def up(
         if demo:
             from fleetwright.embedded.demo import trigger_demo_run
 
-            run_url = asyncio.run(trigger_demo_run(server.url))
+            assert site is not None
+            run_url = asyncio.run(trigger_demo_run(server.url, site.url))
             if run_url:
                 console.print(f"✓ demo run started: {run_url}")
         console.print(

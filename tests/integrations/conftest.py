@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Iterator
 
@@ -13,7 +14,7 @@ from fleetwright.integrations.breaker import reset_breakers
 from fleetwright.testing.fake_github import FakeGitHub
 from fleetwright.testing.fake_openai import FakeOpenAI
 
-REDIS_URL = "redis://127.0.0.1:6379/0"
+REDIS_URL = os.environ.get("FLEETWRIGHT_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 
 @pytest.fixture
