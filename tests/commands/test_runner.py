@@ -294,12 +294,15 @@ async def test_unreachable_url_is_a_step_error(page: Any, ctx: CommandContext, c
 name: closed-port
 version: "1"
 steps:
-  - goto: "http://127.0.0.1:{port}/"
+  - goto: "http://user:{{{{ params.pw }}}}@127.0.0.1:{port}/"
+params: {{pw: {{type: str}}}}
 """
     )
+    ctx.params = {"pw": "pa55word"}
     with pytest.raises(StepError, match=r"could not load .* \(ERR_CONNECTION_REFUSED\)") as info:
         await run_steps(page, spec, ctx)
     assert info.value.retryable
+    assert "pa55word" not in str(info.value) and "user:***@" in str(info.value)
 
 
 async def test_failing_assert_carries_expected_and_actual(
