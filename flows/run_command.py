@@ -2,7 +2,8 @@
 
 Everything is checked before any browser starts (command, parameters, selection). Sessions run
 with bounded concurrency on one shared browser pool; sessions that already succeeded in this
-flow run (a retried or resumed run) are skipped, so none is done twice.
+flow run — or, for a run resuming a crashed one (`resume_from`), in any run it resumes — are
+skipped, so none is done twice. The end emits `fleetwright.run.finished` with the counts.
 """
 
 from __future__ import annotations
@@ -22,13 +23,18 @@ from prefect.context import get_run_context
 from prefect.states import Completed, Failed, State
 
 from fleetwright.commands import get_command, validate_params
-from fleetwright.errors import FleetwrightError
+from fleetwright.errors import FleetwrightError, ValidationError
+from fleetwright.fleet.resume import fleet_chain, mark_interrupted
+from fleetwright.registry.events import emit
 from fleetwright.sessions import SessionEngine
 from fleetwright.sessions.engine import TraceMode
 from fleetwright.sessions.selection import finished_profiles, resolve_selection
 from tasks.sessions import run_profile_session, use_engine
 
 __all__ = ["run_command"]
+
+_INHERITED = ("profiles", "tags", "all_active", "params", "version", "concurrency", "trace",
+              "session_timeout_s")  # fmt: skip
 
 
 @flow(name="run-command", flow_run_name="{command}")
@@ -42,30 +48,57 @@ async def run_command(
     concurrency: int = 4,
     trace: TraceMode = "on-failure",
     session_timeout_s: float | None = 300,
+    resume_from: str | None = None,
+    max_resumes: int = 3,
 ) -> State[dict[str, Any]]:
-    """Run `command` on the selected profiles (names and/or tags, or every active one)."""
+    """Run `command` on the selected profiles (names and/or tags, or every active one).
+
+    With `resume_from` (set by the Crashed trigger in prefect.yaml) the run takes the crashed
+    run's selection and parameters and skips the sessions that already succeeded there.
+    """
     logger = get_run_logger()
+    earlier: list[str] = []
+    if resume_from:
+        chain = await fleet_chain(resume_from, max_depth=max_resumes)
+        earlier = chain.run_ids
+        original = chain.parameters
+        if original.get("command", command) != command:
+            raise ValidationError(
+                f"resume_from: run {earlier[-1]} ran {original.get('command')!r}, not {command!r}"
+            )
+        inherited = {k: original[k] for k in _INHERITED if k in original}
+        profiles, tags = inherited.get("profiles"), inherited.get("tags")
+        all_active = bool(inherited.get("all_active", False))
+        params, version = inherited.get("params"), inherited.get("version")
+        concurrency = int(inherited.get("concurrency", concurrency))
+        trace = inherited.get("trace", trace)
+        session_timeout_s = inherited.get("session_timeout_s", session_timeout_s)
+        stale = mark_interrupted(earlier)
+        logger.info("resuming fleet run %s (%d interrupted sessions)", earlier[0], stale)
+
     spec = get_command(command, version=version)
     values = validate_params(spec, params or {})
     names = resolve_selection(names=profiles or [], tags=tags or [], all_active=all_active)
     flow_run = get_run_context().flow_run  # type: ignore[union-attr]
     fleet_id = str(flow_run.id) if flow_run else ""
-    done = finished_profiles(fleet_id, spec.name, spec.version) if fleet_id else set()
+    done: set[str] = set()
+    for run_id in [fleet_id, *earlier] if fleet_id else earlier:
+        done |= finished_profiles(run_id, spec.name, spec.version)
     todo = [n for n in names if n not in done]
     logger.info(
-        "%s v%s on %d profiles (%d already done in this run), concurrency %d",
-        spec.name, spec.version, len(names), len(done), concurrency,
+        "%s v%s on %d profiles (%d already done), concurrency %d",
+        spec.name, spec.version, len(names), len(done & set(names)), concurrency,
     )  # fmt: skip
     progress_id = await acreate_progress_artifact(
-        progress=100.0 * len(done) / max(len(names), 1),
+        progress=100.0 * (len(names) - len(todo)) / max(len(names), 1),
         key=None,
         description=f"{spec.name}: sessions finished",
     )
     results: dict[str, dict[str, Any]] = {n: {"profile": n, "status": "skipped",
-                                               "error": "finished earlier in this run"}
-                                           for n in done}  # fmt: skip
+                                               "error": "finished earlier in this fleet run"}
+                                           for n in names if n in done}  # fmt: skip
     sem = asyncio.Semaphore(max(1, concurrency))
-    finished = len(done)
+    finished = len(results)
     timeout = timedelta(seconds=session_timeout_s) if session_timeout_s else None
 
     async def one(name: str) -> None:
@@ -76,12 +109,9 @@ async def run_command(
                     name, spec, values, trace=trace, timeout=timeout
                 )
             except FleetwrightError as exc:
-                results[name] = {"profile": name, "status": "failed", "error": exc.message,
-                                 "error_type": type(exc).__name__}  # fmt: skip
-            except Exception as exc:  # noqa: BLE001 - one session never stops the fleet
-                results[name] = {"profile": name, "status": "failed",
-                                 "error": f"{type(exc).__name__}: {exc}"[:500],
-                                 "error_type": type(exc).__name__}  # fmt: skip
+                results[name] = _failure(name, exc.message, exc)
+            except Exception as exc:  # one session never stops the fleet
+                results[name] = _failure(name, f"{type(exc).__name__}: {exc}"[:500], exc)
             finished += 1
             if progress_id and (finished % 10 == 0 or finished == len(names)):
                 await aupdate_progress_artifact(progress_id, 100.0 * finished / len(names))
@@ -89,14 +119,15 @@ async def run_command(
     engine = SessionEngine()
     use_engine(engine)
     try:
-        await engine.pool.start()
+        if todo:
+            await engine.pool.start()
         await asyncio.gather(*(one(n) for n in todo))
     finally:
         await engine.close()
 
     counts = Counter(r["status"] for r in results.values())
     rows = [
-        {k: r.get(k) for k in ("profile", "status", "run_id", "duration_ms", "error")}
+        {k: r.get(k) for k in ("profile", "status", "run_id", "duration_ms", "error_type", "error")}
         for r in sorted(results.values(), key=lambda r: r["profile"])
     ]
     await acreate_table_artifact(
@@ -108,10 +139,29 @@ async def run_command(
         "ok": counts.get("ok", 0),
         "failed": counts.get("failed", 0),
         "skipped": counts.get("skipped", 0),
+        "resumed_from": earlier,
         "sessions": rows,
     }
     message = f"{summary['ok']} ok, {summary['failed']} failed, {summary['skipped']} skipped"
     logger.info(message)
+    await emit(
+        "fleetwright.run.finished",
+        fleet_id or spec.name,
+        {k: summary[k] for k in ("command", "version", "ok", "failed", "skipped", "resumed_from")},
+        kind="run",
+    )
     if summary["failed"]:
         return Failed(message=message, data=summary)
     return Completed(message=message, data=summary)
+
+
+def _failure(name: str, message: str, exc: BaseException) -> dict[str, Any]:
+    result = getattr(exc, "session_result", None)
+    return {
+        "profile": name,
+        "status": "failed",
+        "run_id": getattr(result, "run_id", None),
+        "duration_ms": getattr(result, "duration_ms", None),
+        "error": message,
+        "error_type": type(exc).__name__,
+    }

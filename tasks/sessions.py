@@ -22,6 +22,7 @@ from fleetwright.catalogue.db import session_scope
 from fleetwright.catalogue.models import Run, utcnow
 from fleetwright.commands import CommandContext, CommandResult, CommandSpec, run_steps
 from fleetwright.errors import FleetwrightError
+from fleetwright.registry.events import emit
 from fleetwright.registry.proxies import proxy_spec
 from fleetwright.sessions import SessionEngine, SessionRequest
 from fleetwright.sessions.engine import TraceMode
@@ -66,6 +67,30 @@ def _ids() -> tuple[str | None, str | None, int]:
     )
 
 
+def _is_last_attempt(exc: FleetwrightError, attempt: int) -> bool:
+    task_obj = getattr(get_run_context(), "task", None)
+    retries = int(getattr(task_obj, "retries", 0) or 0)
+    return not exc.retryable or attempt > retries
+
+
+async def _emit_failed(request: SessionRequest, exc: FleetwrightError) -> None:
+    result = getattr(exc, "session_result", None)
+    await emit(
+        "fleetwright.session.failed",
+        request.profile,
+        {
+            "command": request.command.name,
+            "version": request.command.version,
+            "fleet_run_id": request.flow_run_id,
+            "task_run_id": request.task_run_id,
+            "attempts": request.attempt,
+            "run_id": getattr(result, "run_id", None),
+            "error": exc.message,
+            "error_type": type(exc).__name__,
+        },
+    )
+
+
 @task(
     name="run-profile-session",
     task_run_name="{profile}",
@@ -82,19 +107,28 @@ async def run_profile_session(
     params: dict[str, Any] | None = None,
     trace: TraceMode = "on-failure",
     timeout: timedelta | None = None,
+    fleet_run_id: str | None = None,
 ) -> dict[str, Any]:
-    """Run `command` on `profile`: lease, proxy, browser, steps, state, run record."""
+    """Run `command` on `profile`: lease, proxy, browser, steps, state, run record.
+
+    `fleet_run_id` keys the run rows when the task runs outside a flow (warm workers);
+    inside a flow the flow run's id is used. The last failed attempt emits
+    `fleetwright.session.failed`.
+    """
     logger = get_run_logger()
     flow_run_id, task_run_id, attempt = _ids()
     request = SessionRequest(
-        profile=profile, command=command, params=params or {}, flow_run_id=flow_run_id,
-        task_run_id=task_run_id, attempt=attempt, trace=trace, timeout=timeout,
+        profile=profile, command=command, params=params or {},
+        flow_run_id=flow_run_id or fleet_run_id, task_run_id=task_run_id, attempt=attempt,
+        trace=trace, timeout=timeout,
     )  # fmt: skip
     try:
         result = await current_engine().run(request)
     except FleetwrightError as exc:
         kind = "retryable" if exc.retryable else "not retryable"
         logger.error("session on %s failed (%s): %s", profile, kind, exc.message)
+        if _is_last_attempt(exc, attempt):
+            await _emit_failed(request, exc)
         raise
     logger.info("session on %s ok in %.0f ms (run %s)", profile, result.duration_ms, result.run_id)
     return result.as_dict()
