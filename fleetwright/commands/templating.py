@@ -14,7 +14,7 @@ from typing import Any
 
 from fleetwright.commands.models import CommandSpec, StepBase
 from fleetwright.errors import TemplateError
-from fleetwright.specs import ProfileSpec
+from fleetwright.specs import Fingerprint, ProfileSpec
 
 __all__ = [
     "NON_TEMPLATED",
@@ -31,7 +31,10 @@ __all__ = [
 ]
 
 ROOTS = ("steps", "params", "profile", "run")
-PROFILE_FIELDS: frozenset[str] = frozenset({"id", *ProfileSpec.model_fields})
+# What the session engine may put in `profile`: the spec's fields and the fingerprint's, flat.
+PROFILE_FIELDS: frozenset[str] = frozenset(
+    {"id", *ProfileSpec.model_fields, *Fingerprint.model_fields}
+)
 RUN_FIELDS: frozenset[str] = frozenset(
     {"id", "flow_run_id", "task_run_id", "attempt", "started_at", "command", "version"}
 )

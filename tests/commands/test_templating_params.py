@@ -102,3 +102,13 @@ def test_params_errors(given: dict[str, Any], message: str) -> None:
     with pytest.raises(ValidationError) as info:
         validate_params(spec, given)
     assert str(info.value) == message
+
+
+def test_profile_fields_the_session_engine_provides_pass_the_static_check() -> None:
+    from fleetwright.sessions.engine import profile_scope
+    from fleetwright.specs import ProfileSpec
+
+    scope = profile_scope(ProfileSpec(name="p1", tags=["qa"]))
+    steps = ", ".join(f"{{goto: 'about:blank#{{{{ profile.{k} }}}}'}}" for k in scope)
+    spec = parse_command(yaml.safe_load(f"name: d\nversion: '1'\nsteps: [{steps}]"))
+    assert len(spec.steps) == len(scope)
