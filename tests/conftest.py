@@ -31,6 +31,7 @@ if _PREFECT_PORT is None:
     with socket.socket() as _s:
         _s.bind(("127.0.0.1", 0))
         _PREFECT_PORT = int(_s.getsockname()[1])
+(_SESSION_HOME / "prefect-client").mkdir(parents=True, exist_ok=True)
 os.environ["PREFECT_HOME"] = str(_SESSION_HOME / "prefect-client")
 os.environ["PREFECT_PROFILES_PATH"] = str(_SESSION_HOME / "prefect-client" / "profiles.toml")
 os.environ["PREFECT_API_URL"] = f"http://127.0.0.1:{_PREFECT_PORT}/api"
