@@ -335,3 +335,55 @@ def export(
         console.print(f"Exported {len(data)} profiles to {output}.")
     else:
         typer.echo(text, nl=False)
+
+
+state_app = typer.Typer(no_args_is_help=True, help="A profile's saved state versions.")
+app.add_typer(state_app, name="state")
+
+
+@state_app.command("list")
+def state_list(name: str, as_json: JsonOpt = False) -> None:
+    """Saved state versions of a profile, newest first (the current one marked)."""
+    from fleetwright.browser import StateStore
+
+    rows = [
+        {
+            "version": v.version,
+            "current": "✓" if v.current else "",
+            "size": v.size_bytes,
+            "run": v.run_id,
+            "saved": v.created_at.isoformat(timespec="seconds"),
+        }
+        for v in StateStore().versions(name)
+    ]
+    if as_json:
+        print_json(rows)
+    else:
+        print_table(
+            rows,
+            [("version", "Version"), ("current", "Current"), ("size", "Bytes"), ("run", "Run"),
+             ("saved", "Saved")],  # fmt: skip
+            title=f"state of {name}",
+        )
+
+
+@state_app.command("rollback")
+def state_rollback(name: str, version: int) -> None:
+    """Make an earlier saved version current (refused while a run holds the profile)."""
+    import uuid
+
+    from fleetwright.browser import StateStore
+    from fleetwright.errors import ProfileBusyError
+    from fleetwright.registry import get_profile
+    from fleetwright.sessions import lease
+    from fleetwright.settings import get_settings
+
+    profile_id = get_profile(name)["id"]
+    holder = f"cli-rollback:{uuid.uuid4().hex[:8]}"
+    if not lease.acquire(profile_id, holder, get_settings().lease_ttl):
+        raise ProfileBusyError(f"profile {name!r} is in use by a run; roll back when it ends")
+    try:
+        StateStore().rollback(name, version)
+    finally:
+        lease.release(profile_id, holder)
+    console.print(f"Profile [bold]{name}[/] now uses state version {version}.")

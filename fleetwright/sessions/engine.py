@@ -113,6 +113,10 @@ class SessionEngine:
         self.settings = settings or get_settings()
         self.pool = pool or BrowserPool(settings=self.settings)
         self.relays = RelayRegistry()
+        if integrations is None:
+            from fleetwright.integrations import Integrations
+
+            integrations = Integrations()
         self.integrations = integrations
         self.url = url
         self.holder_prefix = holder_prefix or f"{socket.gethostname()}:{os.getpid()}"
