@@ -21,8 +21,13 @@ def test_demo_command_on_two_profiles(site, make_profiles, home: Path) -> None:
     load_commands()
     names = make_profiles(2, prefix="demo")
     state = asyncio.run(
-        run_command(command="demo", tags=["fleet"], params={"base_url": site.url},
-                    concurrency=2, return_state=True)  # fmt: skip
+        run_command(
+            command="demo",
+            tags=["fleet"],
+            params={"base_url": site.url},
+            concurrency=2,
+            return_state=True,
+        )
     )
     assert state.is_completed(), state.message
     summary = state.result()
