@@ -50,7 +50,9 @@ def check_name(value: str, *, what: str = "profile") -> str:
     if len(value) > 64:
         raise ValueError(f"{what} name is {len(value)} characters long; the limit is 64")
     if "/" in value or "\\" in value:
-        raise ValueError(f"{what} name {value!r} contains a path separator; use letters, digits, - _ .")
+        raise ValueError(
+            f"{what} name {value!r} contains a path separator; use letters, digits, - _ ."
+        )
     if ".." in value:
         raise ValueError(f"{what} name {value!r} contains '..'; use letters, digits, - _ .")
     if _CONTROL.search(value):
@@ -112,9 +114,7 @@ class Fingerprint(BaseModel):
     @classmethod
     def _tz(cls, value: str) -> str:
         if value not in _timezones():
-            raise ValueError(
-                f"unknown timezone {value!r}; use an IANA name such as Europe/Berlin"
-            )
+            raise ValueError(f"unknown timezone {value!r}; use an IANA name such as Europe/Berlin")
         return value
 
     @field_validator("locale")

@@ -11,7 +11,9 @@ from pathlib import Path
 import pytest
 
 # Isolate every test session from the user's own Fleetwright and Prefect state.
-_SESSION_HOME = Path(os.environ.get("FLEETWRIGHT_TEST_TMP", "/tmp")) / f"fw-test-{uuid.uuid4().hex[:8]}"
+_SESSION_HOME = (
+    Path(os.environ.get("FLEETWRIGHT_TEST_TMP", "/tmp")) / f"fw-test-{uuid.uuid4().hex[:8]}"
+)
 os.environ["FLEETWRIGHT_HOME"] = str(_SESSION_HOME)
 os.environ.pop("FLEETWRIGHT_DATABASE_URL", None)
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
@@ -105,7 +107,7 @@ def pg_url() -> Iterator[str]:
     name = f"fw_test_{uuid.uuid4().hex[:10]}"
     try:
         url = _pg_create(name)
-    except Exception as exc:  # noqa: BLE001 - reported as a clear failure
+    except Exception as exc:
         pytest.fail(
             f"PostgreSQL is needed at {PG_ADMIN_URL} (set FLEETWRIGHT_TEST_DATABASE_URL): {exc}"
         )

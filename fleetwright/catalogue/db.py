@@ -11,14 +11,13 @@ from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import OperationalError
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from fleetwright.errors import CatalogueUnavailableError
 from fleetwright.settings import get_settings
 
-__all__ = ["get_engine", "safe_url", "session_scope", "upgrade", "dispose_engines"]
+__all__ = ["dispose_engines", "get_engine", "safe_url", "session_scope", "upgrade"]
 
 logger = logging.getLogger(__name__)
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -27,6 +26,8 @@ _engines: dict[str, Engine] = {}
 _makers: dict[str, sessionmaker[Session]] = {}
 _upgraded: set[str] = set()
 _lock = threading.Lock()
+_migrate_lock = threading.Lock()
+MIGRATION_LOCK_ID = 0x46_57_44_42  # "FWDB": serialises migrations across processes on Postgres
 
 
 def safe_url(url: str) -> str:
@@ -82,7 +83,9 @@ def get_engine(url: str | None = None, *, migrate: bool = True) -> Engine:
             _engines[url] = engine
             _makers[url] = sessionmaker(engine, expire_on_commit=False)
     if migrate and url not in _upgraded:
-        upgrade(url)
+        with _migrate_lock:
+            if url not in _upgraded:
+                upgrade(url)
     return engine
 
 
@@ -119,6 +122,8 @@ def upgrade(url: str | None = None, revision: str = "head") -> str:
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
     with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": MIGRATION_LOCK_ID})
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, revision)
     with engine.connect() as conn:

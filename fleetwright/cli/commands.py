@@ -38,8 +38,12 @@ def list_(as_json: JsonOpt = False) -> None:
 
     specs = list_commands()
     rows = [
-        {"name": s.name, "version": s.version, "description": s.description,
-         "params": ", ".join(s.params)}  # fmt: skip
+        {
+            "name": s.name,
+            "version": s.version,
+            "description": s.description,
+            "params": ", ".join(s.params),
+        }
         for s in specs
     ]
     if as_json:
@@ -47,8 +51,12 @@ def list_(as_json: JsonOpt = False) -> None:
     else:
         print_table(
             rows,
-            [("name", "Name"), ("version", "Version"), ("params", "Params"),
-             ("description", "Description")],  # fmt: skip
+            [
+                ("name", "Name"),
+                ("version", "Version"),
+                ("params", "Params"),
+                ("description", "Description"),
+            ],
             title=f"{len(rows)} commands",
         )
 

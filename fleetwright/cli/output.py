@@ -10,7 +10,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-__all__ = ["console", "err_console", "print_json", "print_table", "fail"]
+__all__ = ["console", "err_console", "fail", "print_json", "print_table"]
 
 console = Console()
 err_console = Console(stderr=True)

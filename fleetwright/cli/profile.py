@@ -160,10 +160,23 @@ def add(
     from fleetwright.registry import add_profile
 
     data = _fields(
-        tags=tag, user_agent=user_agent, viewport=viewport, locale=locale, timezone=timezone,
-        geo=geo, color_scheme=color_scheme, headers=header, mode=mode, proxy=proxy, pool=pool,
-        policy=policy, failover=failover, ip_check=ip_check, country=country, notes=notes,
-    )  # fmt: skip
+        tags=tag,
+        user_agent=user_agent,
+        viewport=viewport,
+        locale=locale,
+        timezone=timezone,
+        geo=geo,
+        color_scheme=color_scheme,
+        headers=header,
+        mode=mode,
+        proxy=proxy,
+        pool=pool,
+        policy=policy,
+        failover=failover,
+        ip_check=ip_check,
+        country=country,
+        notes=notes,
+    )
     spec = validate_profile({"name": name, **data}, where=f"profile {name!r}")
     record = asyncio.run(add_profile(spec))
     if as_json:
@@ -238,10 +251,22 @@ def edit(
     from fleetwright.registry import edit_profile, get_profile
 
     data = _fields(
-        user_agent=user_agent, viewport=viewport, locale=locale, timezone=timezone, geo=geo,
-        color_scheme=color_scheme, headers=header, mode=mode, proxy=proxy, pool=pool,
-        policy=policy, failover=failover, ip_check=ip_check, country=country, notes=notes,
-    )  # fmt: skip
+        user_agent=user_agent,
+        viewport=viewport,
+        locale=locale,
+        timezone=timezone,
+        geo=geo,
+        color_scheme=color_scheme,
+        headers=header,
+        mode=mode,
+        proxy=proxy,
+        pool=pool,
+        policy=policy,
+        failover=failover,
+        ip_check=ip_check,
+        country=country,
+        notes=notes,
+    )
     if add_tag or remove_tag:
         tags = set(get_profile(name)["tags"]) | set(add_tag or [])
         data["tags"] = sorted(tags - set(remove_tag or []))
@@ -282,7 +307,7 @@ def read_import_file(path: Path) -> list[tuple[str, dict[str, Any]]]:
     if isinstance(data, dict) and isinstance(data.get("profiles"), list):
         data = data["profiles"]
     if not isinstance(data, list):
-        raise ImportFileError(f"{path}: expected a JSON list of profiles or {{\"profiles\": [...]}}")
+        raise ImportFileError(f'{path}: expected a JSON list of profiles or {{"profiles": [...]}}')
     out: list[tuple[str, dict[str, Any]]] = []
     for i, item in enumerate(data, start=1):
         where = f"item {i}" + (f" ({item.get('name')!r})" if isinstance(item, dict) else "")
@@ -300,13 +325,15 @@ def import_(
 
     items = read_import_file(path)
     with Progress(
-        TextColumn("importing"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-        console=err_console, disable=as_json,
-    ) as progress:  # fmt: skip
+        TextColumn("importing"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err_console,
+        disable=as_json,
+    ) as progress:
         task = progress.add_task("import", total=len(items))
-        report = asyncio.run(
-            import_profiles(items, progress=lambda n: progress.advance(task, n))
-        )
+        report = asyncio.run(import_profiles(items, progress=lambda n: progress.advance(task, n)))
     if as_json:
         print_json(report.__dict__)
     else:
@@ -315,7 +342,8 @@ def import_(
             f"{report.unchanged} unchanged, {len(report.errors)} rejected."
         )
         for where, reason in report.errors:
-            err_console.print(f"  [red]rejected[/] {reason if reason.startswith(where) else where + ': ' + reason}", highlight=False)
+            line = reason if reason.startswith(where) else f"{where}: {reason}"
+            err_console.print(f"  [red]rejected[/] {line}", highlight=False)
     if report.errors:
         raise typer.Exit(1)
 
@@ -361,8 +389,13 @@ def state_list(name: str, as_json: JsonOpt = False) -> None:
     else:
         print_table(
             rows,
-            [("version", "Version"), ("current", "Current"), ("size", "Bytes"), ("run", "Run"),
-             ("saved", "Saved")],  # fmt: skip
+            [
+                ("version", "Version"),
+                ("current", "Current"),
+                ("size", "Bytes"),
+                ("run", "Run"),
+                ("saved", "Saved"),
+            ],
             title=f"state of {name}",
         )
 

@@ -46,8 +46,12 @@ def _read_password(password_stdin: bool, username: str | None) -> str | None:
             raise ValidationError("--password-stdin was given but standard input was empty")
         return line
     if username and sys.stdin.isatty():
-        return typer.prompt(f"password for {username}", hide_input=True, default="",
-                            show_default=False) or None  # fmt: skip
+        return (
+            typer.prompt(
+                f"password for {username}", hide_input=True, default="", show_default=False
+            )
+            or None
+        )
     return None
 
 
@@ -90,12 +94,18 @@ def add(
         labels[k] = v
     spec = validate_proxy(
         {
-            "name": name, "scheme": parts.scheme, "host": parts.hostname or "", "port": port,
-            "username": parts.username, "password": _read_password(password_stdin, parts.username),
-            "pool": pool, "labels": labels, "max_sessions": max_sessions,
+            "name": name,
+            "scheme": parts.scheme,
+            "host": parts.hostname or "",
+            "port": port,
+            "username": parts.username,
+            "password": _read_password(password_stdin, parts.username),
+            "pool": pool,
+            "labels": labels,
+            "max_sessions": max_sessions,
         },
         where=f"proxy {name!r}",
-    )  # fmt: skip
+    )
     record = asyncio.run(add_proxy(spec))
     if as_json:
         print_json(record)
@@ -155,9 +165,7 @@ def assign(
     """Give profiles (by name or tag) a proxy or a pool."""
     from fleetwright.registry import assign_proxy
 
-    changed = asyncio.run(
-        assign_proxy(proxy=proxy, pool=pool, names=profile or [], tags=tag or [])
-    )
+    changed = asyncio.run(assign_proxy(proxy=proxy, pool=pool, names=profile or [], tags=tag or []))
     console.print(f"Assigned {proxy or 'pool ' + str(pool)} to {len(changed)} profiles.")
 
 
@@ -200,7 +208,12 @@ def check(
     from fleetwright.cli.proxy_check import check_command
 
     code = check_command(
-        names or None, all_=all_, echo_url=echo_url, info_url=info_url,
-        timeout=timedelta(seconds=timeout), concurrency=concurrency, console=console,
-    )  # fmt: skip
+        names or None,
+        all_=all_,
+        echo_url=echo_url,
+        info_url=info_url,
+        timeout=timedelta(seconds=timeout),
+        concurrency=concurrency,
+        console=console,
+    )
     raise typer.Exit(code)

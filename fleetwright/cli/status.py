@@ -51,6 +51,4 @@ def status(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     if as_json:
         print_json(info)
     else:
-        print_table(
-            [{"k": k, "v": v} for k, v in info.items()], [("k", "What"), ("v", "State")]
-        )
+        print_table([{"k": k, "v": v} for k, v in info.items()], [("k", "What"), ("v", "State")])

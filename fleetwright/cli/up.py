@@ -25,6 +25,8 @@ def up(
     port: Annotated[int | None, typer.Option(help="Prefect server port.")] = None,
 ) -> None:
     """Start Fleetwright locally: Prefect server + UI, worker, deployments, demo."""
+    import signal
+
     from fleetwright.catalogue.db import safe_url, upgrade
     from fleetwright.embedded import LocalPrefectServer
     from fleetwright.embedded.prefect_server import prefect_env
@@ -35,8 +37,6 @@ def up(
         stop_process,
     )
     from fleetwright.settings import get_settings
-
-    import signal
 
     def _stop(_signum: int, _frame: object) -> None:
         raise KeyboardInterrupt

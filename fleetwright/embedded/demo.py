@@ -53,9 +53,9 @@ async def prepare_demo(settings: Settings, site_url: str) -> list[str]:
 
 async def trigger_demo_run(server_url: str, site_url: str) -> str:
     """Start the demo command on the demo profiles through the run-command deployment."""
-    from prefect.deployments import run_deployment
+    from prefect.deployments import arun_deployment
 
-    flow_run = await run_deployment(
+    flow_run = await arun_deployment(
         "run-command/run-command",
         parameters={"command": "demo", "tags": ["demo"], "params": {"base_url": site_url}},
         timeout=0,

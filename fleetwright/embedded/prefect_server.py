@@ -83,9 +83,16 @@ class LocalPrefectServer:
         env.pop("PREFECT_API_URL", None)
         log = open(self.prefect_home / "server.log", "ab")  # noqa: SIM115 - owned by the child
         cmd = [
-            sys.executable, "-m", "prefect", "server", "start",
-            "--host", "127.0.0.1", "--port", str(self.port),
-        ]  # fmt: skip
+            sys.executable,
+            "-m",
+            "prefect",
+            "server",
+            "start",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+        ]
         self.process = subprocess.Popen(
             cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
         )

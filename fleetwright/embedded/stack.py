@@ -6,6 +6,7 @@ Each piece is a function so tests can start exactly the parts they need.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import signal
@@ -48,10 +49,8 @@ async def ensure_work_pool(name: str = WORK_POOL) -> None:
     from prefect.exceptions import ObjectAlreadyExists
 
     async with get_client() as client:
-        try:
+        with contextlib.suppress(ObjectAlreadyExists):
             await client.create_work_pool(WorkPoolCreate(name=name, type="process"))
-        except ObjectAlreadyExists:
-            pass
 
 
 def _prefect_file() -> Path:
@@ -66,8 +65,15 @@ def _prefect_file() -> Path:
 def deploy_project(env: dict[str, str], *, names: list[str] | None = None) -> None:
     """`prefect deploy` the project's prefect.yaml (all deployments, or the named ones)."""
     asyncio.run(ensure_work_pool())
-    cmd = [sys.executable, "-m", "prefect", "--no-prompt", "deploy",
-           "--prefect-file", str(_prefect_file())]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "prefect",
+        "--no-prompt",
+        "deploy",
+        "--prefect-file",
+        str(_prefect_file()),
+    ]
     if names:
         for n in names:
             cmd += ["--name", n]
@@ -98,8 +104,17 @@ def start_worker(
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "ab") as log:
         return subprocess.Popen(
-            [sys.executable, "-m", "prefect", "worker", "start", "--pool", pool,
-             "--type", "process"],  # fmt: skip
+            [
+                sys.executable,
+                "-m",
+                "prefect",
+                "worker",
+                "start",
+                "--pool",
+                pool,
+                "--type",
+                "process",
+            ],
             cwd=PROJECT_DIR,
             env=full_env,
             stdout=log,

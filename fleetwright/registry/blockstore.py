@@ -89,7 +89,9 @@ class BlockStore:
 
     async def read(self, cls: type[B], document_id: UUID | str) -> tuple[BlockDocument, B] | None:
         try:
-            doc = await self.client.read_block_document(UUID(str(document_id)), include_secrets=True)
+            doc = await self.client.read_block_document(
+                UUID(str(document_id)), include_secrets=True
+            )
         except ObjectNotFound:
             return None
         return doc, cls._from_block_document(doc)

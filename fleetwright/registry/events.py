@@ -23,5 +23,5 @@ async def emit(event: str, name: str, payload: dict[str, Any], *, kind: str = "p
             },
             payload=payload,
         )
-    except Exception:  # noqa: BLE001 - an event is a notification, not part of the write
+    except Exception:
         logger.warning("could not emit %s for %s %s", event, kind, name, exc_info=True)

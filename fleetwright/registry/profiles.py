@@ -80,18 +80,32 @@ def profile_record(row: Profile) -> dict[str, Any]:
     return spec
 
 
-def _lookup_refs(session: Session, specs: Iterable[ProfileSpec]) -> tuple[dict[str, int], dict[str, int]]:
+def _lookup_refs(
+    session: Session, specs: Iterable[ProfileSpec]
+) -> tuple[dict[str, int], dict[str, int]]:
     specs = list(specs)
     proxy_names = {s.proxy for s in specs if s.proxy}
     pool_names = {s.proxy_pool for s in specs if s.proxy_pool}
-    proxies = dict(
-        session.execute(select(Proxy.name, Proxy.id).where(Proxy.name.in_(proxy_names))).tuples().all()
-    ) if proxy_names else {}
-    pools = dict(
-        session.execute(
-            select(ProxyPool.name, ProxyPool.id).where(ProxyPool.name.in_(pool_names))
-        ).tuples().all()
-    ) if pool_names else {}
+    proxies = (
+        dict(
+            session.execute(select(Proxy.name, Proxy.id).where(Proxy.name.in_(proxy_names)))
+            .tuples()
+            .all()
+        )
+        if proxy_names
+        else {}
+    )
+    pools = (
+        dict(
+            session.execute(
+                select(ProxyPool.name, ProxyPool.id).where(ProxyPool.name.in_(pool_names))
+            )
+            .tuples()
+            .all()
+        )
+        if pool_names
+        else {}
+    )
     return proxies, pools
 
 
@@ -228,7 +242,7 @@ def select_profiles(
     names: Sequence[str] = (),
     tags: Sequence[str] = (),
     status: str | None = "active",
-) -> Select[tuple[Profile]]:
+) -> Select[Profile]:
     """Profiles named in `names` or carrying any of `tags` (all when both are empty)."""
     stmt = select(Profile)
     if names or tags:
@@ -276,7 +290,9 @@ def list_profiles(
             found = {r.name for r in rows}
             missing = [n for n in names if n not in found]
             if missing and not tags:
-                raise NotFoundError(f"unknown profile {missing[0]!r}; see `fleetwright profile list`")
+                raise NotFoundError(
+                    f"unknown profile {missing[0]!r}; see `fleetwright profile list`"
+                )
         return [profile_record(r) for r in rows]
 
 
@@ -342,7 +358,9 @@ async def import_profiles(
             report.errors.append((where, exc.message))
             continue
         if spec.name in seen:
-            report.errors.append((where, f"{where}: profile {spec.name!r} appears twice in the file"))
+            report.errors.append(
+                (where, f"{where}: profile {spec.name!r} appears twice in the file")
+            )
             continue
         seen.add(spec.name)
         specs.append(spec)
@@ -404,7 +422,10 @@ async def _import_chunk(
         for (spec, row), result in zip(todo, results, strict=True):
             if isinstance(result, BaseException):
                 report.errors.append(
-                    (where_of.get(spec.name, spec.name), f"block write failed: {type(result).__name__}")
+                    (
+                        where_of.get(spec.name, spec.name),
+                        f"block write failed: {type(result).__name__}",
+                    )
                 )
                 continue
             if row is None:

@@ -171,7 +171,9 @@ async def import_proxies(
             results = await asyncio.gather(*(write(*t) for t in todo), return_exceptions=True)
             for (spec, row), result in zip(todo, results, strict=True):
                 if isinstance(result, BaseException):
-                    report.errors.append((spec.name, f"block write failed: {type(result).__name__}"))
+                    report.errors.append(
+                        (spec.name, f"block write failed: {type(result).__name__}")
+                    )
                     continue
                 if row is None:
                     row = Proxy()

@@ -54,9 +54,7 @@ class SyncReport:
         return {k: list(v) for k, v in self.__dict__.items()}
 
 
-async def sync_catalogue(
-    *, url: str | None = None, store: BlockStore | None = None
-) -> SyncReport:
+async def sync_catalogue(*, url: str | None = None, store: BlockStore | None = None) -> SyncReport:
     """Bring profile and proxy rows in line with their blocks (and restore missing blocks)."""
     report = SyncReport()
     async with _store(store) as bs:
@@ -142,17 +140,17 @@ async def _sync_proxies(bs: BlockStore, url: str | None, report: SyncReport) -> 
         for doc_id, doc in by_id.items():
             try:
                 spec: ProxySpec = ProxyBlock._from_block_document(doc).to_spec()
-            except Exception as exc:  # noqa: BLE001 - reported, never applied
+            except Exception as exc:
                 report.invalid_blocks.append(f"{doc.name}: {type(exc).__name__}")
                 continue
             row = by_doc.get(doc_id) or by_name.get(spec.name)
             if row is None:
                 row = Proxy(block_document_id=doc_id)
-                apply_proxy(s, row, spec, doc.name)
+                apply_proxy(s, row, spec, doc.name or block_name_for(spec.name))
                 s.add(row)
                 report.rows_created.append(f"proxy {spec.name}")
             elif not same_proxy(row, spec) or row.name != spec.name:
-                apply_proxy(s, row, spec, doc.name)
+                apply_proxy(s, row, spec, doc.name or block_name_for(spec.name))
                 row.block_document_id = doc_id
                 report.rows_updated.append(f"proxy {spec.name}")
             else:

@@ -11,8 +11,20 @@ pytestmark = pytest.mark.prefect
 
 
 def test_add_list_show_edit_archive(prefect_api: str, home: Path, cli) -> None:
-    r = cli("profile", "add", "Alice", "--tag", "qa", "--timezone", "Europe/Berlin",
-            "--locale", "de-DE", "--viewport", "1366x768", "--json")  # fmt: skip
+    r = cli(
+        "profile",
+        "add",
+        "Alice",
+        "--tag",
+        "qa",
+        "--timezone",
+        "Europe/Berlin",
+        "--locale",
+        "de-DE",
+        "--viewport",
+        "1366x768",
+        "--json",
+    )
     assert r.code == 0, r.err
     added = r.json()
     assert added["fingerprint"]["timezone"] == "Europe/Berlin"

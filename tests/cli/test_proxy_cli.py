@@ -10,8 +10,19 @@ pytestmark = pytest.mark.prefect
 
 
 def test_add_show_assign_remove(prefect_api: str, home: Path, cli) -> None:
-    r = cli("proxy", "add", "de-1", "http://user1@127.0.0.1:3128", "--pool", "de",
-            "--label", "country=DE", "--password-stdin", "--json", stdin="pw-секрет\n")  # fmt: skip
+    r = cli(
+        "proxy",
+        "add",
+        "de-1",
+        "http://user1@127.0.0.1:3128",
+        "--pool",
+        "de",
+        "--label",
+        "country=DE",
+        "--password-stdin",
+        "--json",
+        stdin="pw-секрет\n",
+    )
     assert r.code == 0, r.err
     assert r.json()["has_password"] is True
     assert "pw-секрет" not in r.out

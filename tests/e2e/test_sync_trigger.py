@@ -40,8 +40,11 @@ def test_ui_edit_reaches_catalogue_through_trigger(worker, home: Path) -> None:
     worker("sync-catalogue")
     time.sleep(3)  # the worker's first poll; the trigger is live once the deployment exists
 
-    asyncio.run(_patch_block(record["block_document_id"],
-                             {"timezone": "America/New_York", "tags": ["a", "b"]}))  # fmt: skip
+    asyncio.run(
+        _patch_block(
+            record["block_document_id"], {"timezone": "America/New_York", "tags": ["a", "b"]}
+        )
+    )
     took = _wait_for(
         lambda: get_profile("ui-edited")["fingerprint"]["timezone"] == "America/New_York"
     )
