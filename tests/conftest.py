@@ -48,6 +48,25 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     shutil.rmtree(_SESSION_HOME, ignore_errors=True)
 
 
+_server_started: list[bool] = []
+
+
+def _delete_fleetwright_blocks() -> None:
+    """Each test starts with no Fleetwright blocks on the shared session server."""
+    import asyncio
+
+    from blocks import BLOCK_TYPES
+    from fleetwright.registry.blockstore import open_block_store
+
+    async def clean() -> None:
+        async with open_block_store() as store:
+            for cls in BLOCK_TYPES:
+                for doc in await store.list(cls):
+                    await store.delete(doc.id)
+
+    asyncio.run(clean())
+
+
 @pytest.fixture(scope="session")
 def prefect_api() -> Iterator[str]:
     """A real local Prefect server (SQLite, telemetry off) for the whole test session."""
@@ -56,6 +75,7 @@ def prefect_api() -> Iterator[str]:
     server = LocalPrefectServer(prefect_home=_SESSION_HOME / "prefect-server", port=_PREFECT_PORT)
     api_url = server.start()
     assert api_url == os.environ["PREFECT_API_URL"]
+    _server_started.append(True)
     try:
         yield api_url
     finally:
@@ -72,6 +92,8 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     monkeypatch.setenv("FLEETWRIGHT_HOME", str(h))
     monkeypatch.delenv("FLEETWRIGHT_DATABASE_URL", raising=False)
     reset_settings()
+    if _server_started:
+        _delete_fleetwright_blocks()
     yield h
     dispose_engines()
     reset_settings()

@@ -170,6 +170,7 @@ async def add_profile(
                 apply_spec(row, spec, proxies, pools)
                 s.add(row)
                 s.flush()
+                s.refresh(row, ["proxy", "proxy_pool"])
                 record = profile_record(row)
         except BaseException as exc:
             await bs.delete(doc_id)
@@ -219,6 +220,7 @@ async def edit_profile(
                 row.block_document_id = str(await bs.create(block, row.block_name))
             apply_spec(row, spec, proxies, pools)
             s.flush()
+            s.refresh(row, ["proxy", "proxy_pool"])
             record = profile_record(row)
     if spec.status == "archived" and old_status != "archived":
         await emit("fleetwright.profile.archived", name, {})

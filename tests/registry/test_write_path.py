@@ -1,0 +1,134 @@
+"""The write path keeps blocks and rows together, on SQLite and Postgres."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from blocks import BrowserProfile
+from fleetwright.catalogue.db import session_scope
+from fleetwright.catalogue.models import Profile
+from fleetwright.errors import AlreadyExistsError, NotFoundError, PrefectUnavailableError
+from fleetwright.registry import (
+    add_profile,
+    add_proxy,
+    edit_profile,
+    import_profiles,
+    list_profiles,
+    open_block_store,
+)
+from fleetwright.registry.blockstore import BlockStore
+from fleetwright.registry.sync import sync_catalogue
+from fleetwright.specs import validate_profile, validate_proxy
+
+pytestmark = pytest.mark.prefect
+
+
+def _rows(url: str) -> list[str]:
+    with session_scope(url) as s:
+        return list(s.scalars(select(Profile.name).order_by(Profile.name)))
+
+
+async def _block_names() -> set[str]:
+    async with open_block_store() as bs:
+        return {d.name for d in await bs.list(BrowserProfile) if d.name}
+
+
+def test_add_edit_on_both_databases(prefect_api: str, catalogue_url: str) -> None:
+    asyncio.run(
+        add_proxy(
+            validate_proxy({"name": "px", "host": "127.0.0.1", "port": 3128, "pool": "eu"}),
+            url=catalogue_url,
+        )
+    )
+    rec = asyncio.run(
+        add_profile(validate_profile({"name": "Both DBs", "proxy": "px"}), url=catalogue_url)
+    )
+    assert rec["proxy"] == "px"
+    rec = asyncio.run(
+        edit_profile("Both DBs", {"proxy": None, "proxy_pool": "eu"}, url=catalogue_url)
+    )
+    assert rec["proxy"] is None and rec["proxy_pool"] == "eu"
+    with pytest.raises(AlreadyExistsError):
+        asyncio.run(add_profile(validate_profile({"name": "Both DBs"}), url=catalogue_url))
+    with pytest.raises(NotFoundError, match="unknown proxy pool 'asia'"):
+        asyncio.run(edit_profile("Both DBs", {"proxy_pool": "asia"}, url=catalogue_url))
+    assert list_profiles(url=catalogue_url)[0]["proxy_pool"] == "eu"
+
+
+class _FailingRowStore(BlockStore):
+    """A block store whose create works, used with a catalogue write that fails."""
+
+
+def test_row_failure_deletes_the_block(
+    prefect_api: str, catalogue_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import fleetwright.registry.profiles as profiles
+
+    def broken_apply(*args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(profiles, "apply_spec", broken_apply)
+    with pytest.raises(RuntimeError, match="disk full"):
+        asyncio.run(add_profile(validate_profile({"name": "half"}), url=catalogue_url))
+    assert _rows(catalogue_url) == []
+    assert "half" not in asyncio.run(_block_names())
+
+
+def test_block_failure_writes_no_row(
+    prefect_api: str, catalogue_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def refuse(self: BlockStore, *args: Any, **kwargs: Any) -> None:
+        raise PrefectUnavailableError("the Prefect API went away")
+
+    monkeypatch.setattr(BlockStore, "create", refuse)
+    with pytest.raises(PrefectUnavailableError):
+        asyncio.run(add_profile(validate_profile({"name": "no-block"}), url=catalogue_url))
+    assert _rows(catalogue_url) == []
+
+
+def test_reconcile_repairs_both_directions(prefect_api: str, catalogue_url: str) -> None:
+    asyncio.run(
+        import_profiles(
+            [("a", {"name": "keep"}), ("b", {"name": "lost-row"}), ("c", {"name": "lost-block"})],
+            url=catalogue_url,
+        )
+    )
+    with session_scope(catalogue_url) as s:
+        s.delete(s.scalar(select(Profile).where(Profile.name == "lost-row")))
+        row = s.scalar(select(Profile).where(Profile.name == "lost-block"))
+        doc_id = row.block_document_id
+        row.block_document_id = None
+
+    async def drop_block() -> None:
+        async with open_block_store() as bs:
+            await bs.delete(doc_id)
+
+    asyncio.run(drop_block())
+    report = asyncio.run(sync_catalogue(url=catalogue_url))
+    assert "lost-row" in report.rows_created
+    assert "lost-block" in report.blocks_created
+    assert _rows(catalogue_url) == ["keep", "lost-block", "lost-row"]
+    again = asyncio.run(sync_catalogue(url=catalogue_url))
+    assert again.changed == 0
+
+
+def test_import_rejects_items_with_unknown_refs(prefect_api: str, catalogue_url: str) -> None:
+    report = asyncio.run(
+        import_profiles(
+            [
+                ("item 1", {"name": "ok-1"}),
+                ("item 2", {"name": "bad", "proxy": "nope"}),
+                ("item 3", {"name": "ok-1"}),
+            ],
+            url=catalogue_url,
+        )
+    )
+    assert report.created == 1
+    assert [w for w, _ in report.errors] == ["item 3", "item 2"]
+    assert "appears twice" in report.errors[0][1]
+    assert "unknown proxy 'nope'" in report.errors[1][1]
+    assert _rows(catalogue_url) == ["ok-1"]
