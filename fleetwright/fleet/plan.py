@@ -31,13 +31,11 @@ class FleetPlan:
             "command": self.command.name,
             "version": self.command.version,
             "params": self.params,
+            # always explicit: a deployment's default selection must not widen this one
+            "profiles": list(self.names),
+            "tags": list(self.tags),
+            "all_active": self.all_active,
         }
-        if self.all_active:
-            parameters["all_active"] = True
-        if self.names:
-            parameters["profiles"] = list(self.names)
-        if self.tags:
-            parameters["tags"] = list(self.tags)
         parameters.update({k: v for k, v in extra.items() if v is not None})
         return parameters
 

@@ -1,0 +1,196 @@
+"""`fleetwright run COMMAND [PROFILES...]`: a fleet run through the run-command deployment
+(default), on warm workers (--now) or in this process (--local), with a live progress bar."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from collections.abc import Callable, Coroutine
+from datetime import timedelta
+from typing import Any
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from fleetwright.cli.output import console, err_console, print_json, print_table
+from fleetwright.fleet.plan import FleetPlan, parse_params, plan_run
+from fleetwright.fleet.runs import FleetRun, SessionRow, summarise
+
+__all__ = ["render_summary", "run"]
+
+_COLUMNS = [
+    ("profile", "Profile"),
+    ("status", "Status"),
+    ("attempts", "Attempts"),
+    ("duration_ms", "ms"),
+    ("error", "Reason"),
+]
+
+
+def run(
+    command: str = typer.Argument(..., help="Command name (see `fleetwright commands list`)."),
+    profiles: list[str] = typer.Argument(None, help="Profile names."),
+    tag: list[str] = typer.Option([], "--tag", "-t", help="Profiles with this tag (repeat)."),
+    all_active: bool = typer.Option(False, "--all", help="Every active profile."),
+    param: list[str] = typer.Option([], "--param", "-p", help="Command parameter k=v (repeat)."),
+    version: str | None = typer.Option(None, "--version", help="Command version (default latest)."),
+    concurrency: int = typer.Option(4, "--concurrency", "-c", min=1, help="Sessions at once."),
+    wait: bool = typer.Option(False, "--wait", "-w", help="Follow the run and show a summary."),
+    now: bool = typer.Option(False, "--now", help="Run on warm workers (`worker start`)."),
+    local: bool = typer.Option(False, "--local", help="Run the flow in this process."),
+    deployment: str = typer.Option("run-command/run-command", help="Deployment to run."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Run COMMAND on profiles (names, --tag, or --all). Exit 0 all ok, 1 some failed."""
+    from fleetwright.errors import ValidationError
+
+    if now and local:
+        raise ValidationError("--now and --local exclude each other; pick one")
+    plan = plan_run(
+        command,
+        profiles=profiles or [],
+        tags=tag,
+        all_active=all_active,
+        params=parse_params(param),
+        version=version,
+    )
+    if now:
+        code = asyncio.run(_run_warm(plan, concurrency=concurrency, as_json=as_json))
+    elif local:
+        code = _run_local(plan, concurrency=concurrency, as_json=as_json)
+    else:
+        code = asyncio.run(
+            _run_deployment(plan, deployment, concurrency=concurrency, wait=wait, as_json=as_json)
+        )
+    raise typer.Exit(code)
+
+
+def _progress(*, quiet: bool) -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("[green]{task.fields[ok]} ok[/] [red]{task.fields[failed]} failed[/]"),
+        TimeElapsedColumn(),
+        console=err_console,
+        disable=quiet or (not err_console.is_terminal and not _force_progress()),
+    )
+
+
+def _force_progress() -> bool:
+    import os
+
+    return os.environ.get("FLEETWRIGHT_PROGRESS") == "always"
+
+
+async def _run_warm(plan: FleetPlan, *, concurrency: int, as_json: bool) -> int:
+    import uuid
+
+    from fleetwright.fleet.warm import astream_warm, await_warm_worker
+
+    await await_warm_worker()
+    fleet_id = f"warm-{uuid.uuid4()}"
+    rows: list[SessionRow] = []
+    with _progress(quiet=as_json) as bar:
+        task = bar.add_task(f"{plan.command.name} (warm)", total=len(plan.profiles), ok=0, failed=0)
+        async for row in astream_warm(plan, concurrency=concurrency, fleet_id=fleet_id):
+            rows.append(row)
+            counts = summarise(rows)
+            bar.update(task, completed=len(rows), ok=counts["ok"], failed=counts["failed"])
+    counts = summarise(rows)
+    fleet = FleetRun(
+        id=fleet_id,
+        state="COMPLETED",
+        ok=counts["ok"],
+        failed=counts["failed"],
+        sessions=sorted(rows, key=lambda r: r.profile),
+    )
+    return render_summary(fleet, as_json=as_json)
+
+
+def _run_local(plan: FleetPlan, *, concurrency: int, as_json: bool) -> int:
+    from fleetwright.api import arun_plan
+
+    fleet = asyncio.run(arun_plan(plan, concurrency=concurrency, via="local"))
+    return render_summary(fleet, as_json=as_json)
+
+
+async def _read(flow_run_id: str) -> FleetRun:
+    from fleetwright.fleet.runs import aread_fleet_run
+
+    return await aread_fleet_run(flow_run_id)
+
+
+async def _run_deployment(
+    plan: FleetPlan, deployment: str, *, concurrency: int, wait: bool, as_json: bool
+) -> int:
+    from fleetwright.fleet.deployments import afleet_progress, asubmit_deployment, flow_run_url
+
+    flow_run = await asubmit_deployment(
+        plan.flow_parameters(concurrency=concurrency), deployment=deployment
+    )
+    if not wait:
+        if as_json:
+            print_json(
+                {
+                    "flow_run_id": str(flow_run.id),
+                    "name": flow_run.name,
+                    "profiles": len(plan.profiles),
+                }
+            )
+        else:
+            url = flow_run_url(flow_run.id)
+            console.print(
+                f"submitted fleet run {flow_run.id} ({flow_run.name}) on "
+                f"{len(plan.profiles)} profiles" + (f": {url}" if url else "")
+            )
+        return 0
+    await _follow(
+        lambda: afleet_progress(flow_run.id), len(plan.profiles), plan.command.name, quiet=as_json
+    )
+    fleet = await _read(str(flow_run.id))
+    return render_summary(fleet, as_json=as_json)
+
+
+async def _follow(
+    poll: Callable[[], Coroutine[Any, Any, tuple[str, int, int]]],
+    total: int,
+    label: str,
+    *,
+    quiet: bool,
+    interval: timedelta = timedelta(seconds=1),
+) -> str:
+    final = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
+    with _progress(quiet=quiet) as bar:
+        task = bar.add_task(f"{label} (waiting for a worker)", total=total, ok=0, failed=0)
+        while True:
+            state, ok, failed = await poll()
+            desc = label if state == "RUNNING" else f"{label} ({state.lower()})"
+            bar.update(task, completed=ok + failed, ok=ok, failed=failed, description=desc)
+            if state in final:
+                return state
+            await asyncio.sleep(interval.total_seconds())
+
+
+def render_summary(fleet: FleetRun, *, as_json: bool) -> int:
+    """Print the run's summary (table or JSON); the exit code: 0 all ok, 1 otherwise."""
+    ok_all = fleet.failed == 0 and fleet.state == "COMPLETED"
+    if as_json:
+        data = fleet.as_dict()
+        data.pop("artifacts", None)
+        sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+        return 0 if ok_all else 1
+    rows = [s.as_dict() for s in fleet.sessions]
+    for r in rows:
+        if r.get("duration_ms") is not None:
+            r["duration_ms"] = f"{r['duration_ms']:.0f}"
+    print_table(rows, _COLUMNS, title=f"fleet run {fleet.id}")
+    counts = summarise(fleet.sessions)
+    line = f"{counts['ok']} ok, {counts['failed']} failed, {counts['skipped']} skipped"
+    if fleet.state != "COMPLETED" and fleet.state_name:
+        line += f" — run {fleet.state_name}"
+        if fleet.message:
+            line += f": {fleet.message}"
+    console.print(line, style="green" if ok_all else "red", highlight=False)
+    return 0 if ok_all else 1
