@@ -259,10 +259,9 @@ async def test_present_but_disabled_element_says_not_ready(
         f"""
 name: disabled
 version: "1"
-timeout: 0.5
 steps:
   - goto: "{site}/widgets"
-  - click: "#disabled"
+  - click: {{selector: "#disabled", timeout: 0.5}}
 """
     )
     with pytest.raises(StepError, match=r"'#disabled' matched, but the element was not ready"):
