@@ -14,13 +14,13 @@ from typing import Any, TypeVar, cast
 from uuid import UUID
 
 import httpx
-from pydantic import SecretBytes, SecretStr
-from pydantic_core import to_jsonable_python
 from prefect.blocks.core import Block
 from prefect.client.orchestration import PrefectClient, get_client
 from prefect.client.schemas.actions import BlockDocumentCreate, BlockDocumentUpdate
 from prefect.client.schemas.objects import BlockDocument
 from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
+from pydantic import SecretBytes, SecretStr
+from pydantic_core import to_jsonable_python
 
 from fleetwright.errors import PrefectUnavailableError
 
