@@ -1,0 +1,253 @@
+"""Fleet runs through the real stack: the run-command deployments from prefect.yaml on a real
+Prefect server and process worker. A SIGKILLed flow-run process is resumed by the Crashed
+trigger without redoing finished sessions; a schedule added with the CLI fires; `run --wait`
+follows a deployment run to its summary."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+from sqlalchemy import select
+
+from fleetwright.catalogue.db import dispose_engines, session_scope
+from fleetwright.catalogue.models import Profile, Run
+from fleetwright.testing.site import SiteServer, serve_site
+
+pytestmark = [pytest.mark.prefect, pytest.mark.browser, pytest.mark.slow]
+
+SLOW = """\
+name: slow-visit
+version: "1"
+params:
+  base_url: {type: str}
+steps:
+  - goto: "{{ params.base_url }}/slow?ms=900"
+  - extract: {id: waited, selector: "#waited", kind: text}
+"""
+
+
+class Stack:
+    def __init__(self, home: Path, site: SiteServer, worker: Any) -> None:
+        self.home, self.site, self.worker = home, site, worker
+
+
+def _flow_processes(flow_run_id: str) -> list[psutil.Process]:
+    found = []
+    for proc in psutil.process_iter(["pid"]):
+        try:
+            if proc.environ().get("PREFECT__FLOW_RUN_ID") == flow_run_id:
+                found.append(proc)
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            continue
+    return found
+
+
+@pytest.fixture(scope="module")
+def stack(prefect_api: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    from fleetwright.commands import load_commands
+    from fleetwright.embedded.stack import deploy_project, start_worker, stop_process
+    from fleetwright.settings import reset_settings
+
+    home = tmp_path_factory.mktemp("fleet-stack") / "home"
+    saved = {k: os.environ.get(k) for k in ("FLEETWRIGHT_HOME", "FLEETWRIGHT_LEASE_TTL")}
+    os.environ["FLEETWRIGHT_HOME"] = str(home)
+    os.environ["FLEETWRIGHT_LEASE_TTL"] = "PT5S"  # a dead holder's lease frees itself in 5 s
+    reset_settings()
+    dispose_engines()
+    commands = home.parent / "commands"
+    commands.mkdir()
+    (commands / "slow-visit.yaml").write_text(SLOW)
+    load_commands()
+    load_commands([commands])
+    deploy_project({}, names=["run-command", "run-command-resume"])
+    worker = start_worker({}, log_path=home / "worker.log")
+    try:
+        with serve_site() as site:
+            yield Stack(home, site, worker)
+    finally:
+        stop_process(worker)
+        for proc in psutil.process_iter(["pid"]):  # flow-run processes this test started
+            try:
+                if proc.environ().get("FLEETWRIGHT_HOME") == str(home) and proc.pid != os.getpid():
+                    proc.kill()
+            except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+                continue
+        dispose_engines()
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        reset_settings()
+
+
+def _profiles(prefix: str, n: int, tag: str) -> list[str]:
+    from fleetwright.registry import import_profiles
+
+    items = [(f"i{i}", {"name": f"{prefix}{i:02d}", "tags": [tag]}) for i in range(n)]
+    report = asyncio.run(import_profiles(items))
+    assert not report.errors, report.errors
+    return [d["name"] for _, d in items]
+
+
+async def _wait_state(flow_run_id: str, states: set[str], timeout: float) -> str:
+    from prefect.client.orchestration import get_client
+
+    deadline = time.monotonic() + timeout
+    async with get_client() as client:
+        while True:
+            run = await client.read_flow_run(uuid.UUID(flow_run_id))
+            state = run.state.type.value if run.state else "PENDING"
+            if state in states or time.monotonic() > deadline:
+                return state
+            await asyncio.sleep(0.5)
+
+
+async def _resumed_run(crashed_id: str, timeout: float) -> Any:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterName
+
+    deadline = time.monotonic() + timeout
+    async with get_client() as client:
+        while time.monotonic() < deadline:
+            runs = await client.read_flow_runs(
+                deployment_filter=DeploymentFilter(
+                    name=DeploymentFilterName(any_=["run-command-resume"])
+                )
+            )
+            for run in runs:
+                if run.parameters.get("resume_from") == crashed_id:
+                    return run
+            await asyncio.sleep(1)
+    raise AssertionError(f"no run resumed {crashed_id} within {timeout}s")
+
+
+def test_sigkill_mid_run_is_resumed_without_redoing_sessions(stack: Stack) -> None:
+    from fleetwright.api import run_command
+
+    names = _profiles("crash", 12, "crash")
+    fleet = run_command(
+        "slow-visit", tags=["crash"], params={"base_url": stack.site.url}, concurrency=2, wait=False
+    )
+    crashed_id = fleet.id
+    # Kill the flow-run process (and only it) once a third of the sessions have finished.
+    deadline = time.monotonic() + 120
+    while True:
+        with session_scope() as s:
+            done = s.scalars(
+                select(Run.profile_name).where(Run.flow_run_id == crashed_id, Run.status == "ok")
+            ).all()
+        if len(done) >= 4:
+            break
+        assert time.monotonic() < deadline, "the fleet run did not get going"
+        time.sleep(0.2)
+    procs = _flow_processes(crashed_id)
+    assert procs, "flow-run process not found"
+    for proc in procs:
+        if proc.parent() is None or proc.parent().pid not in {p.pid for p in procs}:
+            os.kill(proc.pid, signal.SIGKILL)
+    killed_at = time.monotonic()
+    assert asyncio.run(_wait_state(crashed_id, {"CRASHED"}, 60)) == "CRASHED"
+
+    resumed = asyncio.run(_resumed_run(crashed_id, 60))
+    final = asyncio.run(_wait_state(str(resumed.id), {"COMPLETED", "FAILED", "CRASHED"}, 150))
+    assert final == "COMPLETED", final
+    with session_scope() as s:
+        runs = s.scalars(
+            select(Run).where(Run.flow_run_id.in_([crashed_id, str(resumed.id)])).order_by(Run.id)
+        ).all()
+        leases = s.scalars(select(Profile.lease_holder).where(Profile.name.in_(names))).all()
+    ok = [r.profile_name for r in runs if r.status == "ok"]
+    assert sorted(ok) == names  # every profile ran exactly once to success
+    first = {r.profile_name for r in runs if r.status == "ok" and r.flow_run_id == crashed_id}
+    second = {r.profile_name for r in runs if r.status == "ok" and r.flow_run_id != crashed_id}
+    assert len(first) >= 4 and first.isdisjoint(second) and first | second == set(names)
+    assert {r.status for r in runs} <= {"ok", "interrupted"}
+    interrupted = [r for r in runs if r.status == "interrupted"]
+    assert all(r.flow_run_id == crashed_id for r in interrupted)
+    assert all(holder is None for holder in leases)
+
+    from fleetwright.api import get_run
+
+    summary = get_run(str(resumed.id))
+    assert (summary.ok, summary.failed, summary.skipped) == (len(second), 0, len(first))
+    print(f"resumed {len(interrupted)} interrupted sessions; {time.monotonic() - killed_at:.1f}s")
+
+
+def test_schedule_added_with_the_cli_fires_on_the_worker(
+    stack: Stack, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from fleetwright.cli.main import main
+    from fleetwright.fleet.schedules import alist_schedules
+
+    names = _profiles("sched", 2, "sched")
+    main(
+        [
+            "schedule",
+            "add",
+            "demo",
+            "--tag",
+            "sched",
+            "--interval",
+            "10",
+            "--name",
+            "every10",
+            "--timezone",
+            "Europe/Berlin",
+            "-p",
+            f"base_url={stack.site.url}",
+            "--json",
+        ]
+    )
+    info = json.loads(capsys.readouterr().out)
+    assert info["deployment"] == "run-command/schedule-every10" and info["active"] is True
+    assert info["timezone"] == "Europe/Berlin"
+
+    deadline = time.monotonic() + 120
+    while True:
+        with session_scope() as s:
+            ok = s.scalars(select(Run).where(Run.profile_name.in_(names), Run.status == "ok")).all()
+        if len(ok) == 2:
+            break
+        assert time.monotonic() < deadline, "the schedule did not fire"
+        time.sleep(1)
+    assert len({r.flow_run_id for r in ok}) == 1  # one scheduled fleet run covered both
+
+    main(["schedule", "pause", "every10"])
+    assert [(s.name, s.active) for s in asyncio.run(alist_schedules())] == [("every10", False)]
+    main(["schedule", "resume", "every10"])
+    assert [(s.name, s.active) for s in asyncio.run(alist_schedules())] == [("every10", True)]
+    main(["schedule", "remove", "every10"])
+    assert asyncio.run(alist_schedules()) == []
+
+
+def test_run_wait_follows_a_deployment_run(
+    stack: Stack, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from fleetwright.cli.main import main
+
+    names = _profiles("wait", 3, "wait")
+    capsys.readouterr()
+    try:
+        main(
+            ["run", "demo", "--tag", "wait", "-p", f"base_url={stack.site.url}", "--wait", "--json"]
+        )
+        code: object = 0
+    except SystemExit as exc:
+        code = exc.code
+    out = capsys.readouterr().out
+    assert code == 0, out
+    data = json.loads(out[out.index("{") :])
+    assert (data["state"], data["ok"], data["failed"]) == ("COMPLETED", 3, 0)
+    assert [s["profile"] for s in data["sessions"]] == names
+    assert any(a["type"] == "table" for a in data.get("artifacts", [])) or "artifacts" not in data
