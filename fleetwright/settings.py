@@ -8,8 +8,9 @@ from __future__ import annotations
 from datetime import timedelta
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 __all__ = ["Settings", "get_settings", "reset_settings"]
@@ -59,6 +60,17 @@ class Settings(BaseSettings):
     encryption_key: SecretStr | None = Field(
         default=None, description="Fernet key for the local Prefect server's block encryption."
     )
+
+    @field_validator("lease_ttl", "lease_wait", mode="before")
+    @classmethod
+    def _seconds(cls, value: Any) -> Any:
+        """Durations from the environment may be plain seconds ("60", "2.5")."""
+        if isinstance(value, str):
+            try:
+                return timedelta(seconds=float(value))
+            except ValueError:
+                return value
+        return value
 
     @property
     def catalogue_url(self) -> str:

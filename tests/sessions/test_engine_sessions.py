@@ -1,0 +1,148 @@
+"""SessionEngine on real Chromium, the demo site and the catalogue: leases, failures, state."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from fleetwright.catalogue.db import session_scope
+from fleetwright.catalogue.models import Profile, Run
+from fleetwright.commands import parse_command
+from fleetwright.errors import ProfileBusyError, StepError
+from fleetwright.registry import add_profile
+from fleetwright.sessions import SessionEngine, SessionRequest, lease
+from fleetwright.specs import validate_profile
+from fleetwright.testing.site import SiteServer, serve_site
+
+pytestmark = [pytest.mark.prefect, pytest.mark.browser]
+
+LOGIN = parse_command(
+    {
+        "name": "login",
+        "version": "1",
+        "params": {"base_url": {"type": "str"}},
+        "steps": [
+            {"goto": "{{ params.base_url }}/login"},
+            {"fill": {"selector": "#user", "value": "{{ profile.name }}"}},
+            {"fill": {"selector": "#password", "value": "pw"}},
+            {"click": "#submit"},
+            {"extract": {"id": "who", "selector": "#who", "kind": "text"}},
+        ],
+    }
+)
+BROKEN = parse_command(
+    {
+        "name": "broken",
+        "version": "1",
+        "params": {"base_url": {"type": "str"}},
+        "steps": [
+            {"goto": "{{ params.base_url }}/account"},
+            {"click": {"selector": "#no-such-button", "timeout": 1}},
+        ],
+    }
+)
+
+
+@pytest.fixture(scope="module")
+def site() -> Iterator[SiteServer]:
+    with serve_site() as server:
+        yield server
+
+
+def _profile(name: str) -> int:
+    return int(asyncio.run(add_profile(validate_profile({"name": name})))["id"])
+
+
+def _run_rows() -> list[Run]:
+    with session_scope() as s:
+        return list(s.scalars(select(Run).order_by(Run.id)))
+
+
+def test_session_records_run_and_saves_state(prefect_api: str, home: Path, site) -> None:
+    _profile("eng-ok")
+
+    async def go() -> None:
+        async with SessionEngine() as engine:
+            result = await engine.run(
+                SessionRequest(profile="eng-ok", command=LOGIN, params={"base_url": site.url})
+            )
+            assert result.status == "ok"
+            assert result.outputs["who"]["text"] == "Signed in as eng-ok"
+            assert result.state_version == 1
+            # the saved login cookie comes back in the next session
+            again = await engine.run(
+                SessionRequest(profile="eng-ok", command=BROKEN, params={"base_url": site.url})
+            )
+            raise AssertionError(f"expected a failure, got {again}")
+
+    with pytest.raises(StepError, match="#no-such-button"):
+        asyncio.run(go())
+    ok, failed = _run_rows()
+    assert ok.status == "ok" and ok.ended_at is not None and ok.duration_ms
+    assert failed.status == "failed" and failed.error_type == "StepError"
+    assert "#no-such-button" in (failed.error or "")
+    shots = [p for p in failed.artifacts.values() if p.endswith(".png")]
+    assert shots and Path(shots[0]).exists()
+    with session_scope() as s:
+        row = s.scalar(select(Profile).where(Profile.name == "eng-ok"))
+        assert row is not None
+        assert row.state_version == 1  # the failed session did not save state
+        assert row.lease_holder is None  # and gave its lease back
+
+
+def test_busy_profile_waits_then_names_the_holder(
+    prefect_api: str, home: Path, site, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from fleetwright.settings import reset_settings
+
+    monkeypatch.setenv("FLEETWRIGHT_LEASE_WAIT", "1")
+    reset_settings()
+    profile_id = _profile("eng-busy")
+    assert lease.acquire(profile_id, "flow-run-1234", timedelta(seconds=60))
+
+    async def go() -> None:
+        async with SessionEngine() as engine:
+            await engine.run(
+                SessionRequest(profile="eng-busy", command=LOGIN, params={"base_url": site.url})
+            )
+
+    with pytest.raises(ProfileBusyError, match="in use by run flow-run-1234"):
+        asyncio.run(go())
+    assert _run_rows() == []  # nothing started
+    lease.release(profile_id, "flow-run-1234")
+
+
+def test_expired_lease_of_a_dead_holder_is_taken_over(prefect_api: str, home: Path, site) -> None:
+    profile_id = _profile("eng-dead")
+    assert lease.acquire(profile_id, "dead-process", timedelta(milliseconds=200))
+    assert not lease.acquire(profile_id, "someone-else", timedelta(seconds=5))
+
+    async def go() -> str:
+        await asyncio.sleep(0.3)
+        async with SessionEngine() as engine:
+            result = await engine.run(
+                SessionRequest(profile="eng-dead", command=LOGIN, params={"base_url": site.url})
+            )
+            return result.status
+
+    assert asyncio.run(go()) == "ok"
+
+
+def test_two_sessions_on_one_profile_never_overlap(prefect_api: str, home: Path, site) -> None:
+    _profile("eng-serial")
+
+    async def go() -> list[Run]:
+        async with SessionEngine() as engine:
+            req = SessionRequest(profile="eng-serial", command=LOGIN, params={"base_url": site.url})
+            await asyncio.gather(engine.run(req), engine.run(req))
+        return _run_rows()
+
+    first, second = asyncio.run(go())
+    assert first.status == second.status == "ok"
+    assert first.ended_at is not None
+    assert second.started_at >= first.ended_at  # the second waited for the first's lease
