@@ -234,10 +234,14 @@ def test_schedule_added_with_the_cli_fires_on_the_worker(
 def test_run_wait_follows_a_deployment_run(
     stack: Stack, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    from datetime import UTC, datetime
+
+    from fleetwright.api import get_run
     from fleetwright.cli.main import main
 
     names = _profiles("wait", 3, "wait")
     capsys.readouterr()
+    triggered = datetime.now(UTC).replace(tzinfo=None)
     try:
         main(
             ["run", "demo", "--tag", "wait", "-p", f"base_url={stack.site.url}", "--wait", "--json"]
@@ -250,4 +254,12 @@ def test_run_wait_follows_a_deployment_run(
     data = json.loads(out[out.index("{") :])
     assert (data["state"], data["ok"], data["failed"]) == ("COMPLETED", 3, 0)
     assert [s["profile"] for s in data["sessions"]] == names
-    assert any(a["type"] == "table" for a in data.get("artifacts", [])) or "artifacts" not in data
+    fleet = get_run(data["id"])
+    kinds = sorted(a["type"] for a in fleet.artifacts)
+    assert kinds == ["progress", "table"], kinds
+    assert [a["data"] for a in fleet.artifacts if a["type"] == "progress"] == [100.0]
+    with session_scope() as s:
+        first = min(s.scalars(select(Run.started_at).where(Run.flow_run_id == data["id"])))
+    print(
+        f"process worker: trigger → first session start {(first - triggered).total_seconds():.2f}s"
+    )

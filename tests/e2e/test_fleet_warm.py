@@ -4,6 +4,7 @@ sessions submitted with apply_async and streams their results back."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import statistics
 import subprocess
@@ -113,7 +114,11 @@ def test_no_warm_worker_is_a_clear_error(prefect_api: str, home: Path) -> None:
 
 
 def test_warm_worker_runs_sessions_and_streams_results(
-    hit_site: HitSite, warm_worker: subprocess.Popen[bytes], home: Path, tmp_path: Path
+    hit_site: HitSite,
+    warm_worker: subprocess.Popen[bytes],
+    home: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     from fleetwright.fleet.plan import plan_run
     from fleetwright.fleet.warm import astream_warm, await_warm_worker
@@ -146,6 +151,22 @@ def test_warm_worker_runs_sessions_and_streams_results(
         runs = s.scalars(select(Run).where(Run.flow_run_id == "warm-test-1")).all()
         assert sorted(r.profile_name for r in runs) == names
         assert all(r.status == "ok" and r.task_run_id for r in runs)
+    from fleetwright.api import run_command
+    from fleetwright.cli.main import main
+
+    fleet = run_command("ping", names[:2], params={"base_url": hit_site.url}, via="warm")
+    assert (fleet.state, fleet.ok, fleet.failed) == ("COMPLETED", 2, 0)
+    assert fleet.id.startswith("warm-") and [s.profile for s in fleet.sessions] == names[:2]
+    capsys.readouterr()
+    try:
+        main(["run", "ping", names[2], "-p", f"base_url={hit_site.url}", "--now", "--json"])
+        code: object = 0
+    except SystemExit as exc:
+        code = exc.code
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert json.loads(out[out.index("{") :])["ok"] == 1
+
     p50 = statistics.median(latencies)
     print(f"warm trigger→first page action p50 {p50 * 1000:.0f} ms: {latencies}")
     assert p50 < 2.0, latencies  # target ≤ 1.0 s; a loose bound on a shared 2-core machine
