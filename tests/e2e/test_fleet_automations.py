@@ -1,0 +1,32 @@
+"""The heartbeat automation: created once on the real Prefect server, with the trigger and
+action that turn a silent run-command flow run into a Crashed one."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+pytestmark = [pytest.mark.prefect]
+
+
+async def test_heartbeat_automation_is_created_once(prefect_api: str) -> None:
+    from prefect.client.orchestration import get_client
+
+    from deployments.automations import HEARTBEAT_AUTOMATION, ensure_heartbeat_automation
+
+    first = await ensure_heartbeat_automation()
+    assert await ensure_heartbeat_automation() == first
+    async with get_client() as client:
+        found = await client.read_automations_by_name(HEARTBEAT_AUTOMATION)
+    assert [a.id for a in found] == [first]
+    trigger = found[0].trigger
+    assert trigger.posture.value == "Proactive"
+    assert trigger.after == {"prefect.flow-run.heartbeat"}
+    assert trigger.within == timedelta(seconds=90)
+    assert trigger.match_related.root == {
+        "prefect.resource.role": "flow",
+        "prefect.resource.name": "run-command",
+    }
+    action = found[0].actions[0]
+    assert (action.type, action.state.value) == ("change-flow-run-state", "CRASHED")
