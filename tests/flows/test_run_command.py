@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 from pathlib import Path
 
 import pytest
@@ -56,5 +57,9 @@ def test_bad_selection_fails_before_anything_runs(site, make_profiles, home: Pat
         asyncio.run(run_command(command="demo"))
     with pytest.raises(ValidationError, match="unknown"):
         asyncio.run(run_command(command="demo", tags=["fleet"], params={"colour": "x"}))
+    with pytest.raises(ValidationError, match="resume_from 'garbage' is not a flow run id"):
+        asyncio.run(run_command(command="demo", resume_from="garbage"))
+    with pytest.raises(NotFoundError, match="resume_from: no flow run"):
+        asyncio.run(run_command(command="demo", resume_from=str(uuid.uuid4())))
     with session_scope() as s:
         assert s.scalars(select(Run)).all() == []
