@@ -30,3 +30,29 @@ async def test_heartbeat_automation_is_created_once(prefect_api: str) -> None:
     }
     action = found[0].actions[0]
     assert (action.type, action.state.value) == ("change-flow-run-state", "CRASHED")
+
+
+def test_prefect_yaml_fleet_deployments_deploy(prefect_api: str) -> None:
+    import asyncio
+
+    from prefect.client.orchestration import get_client
+
+    from fleetwright.embedded.stack import deploy_project
+
+    deploy_project({}, names=["run-command", "run-command-resume", "warm-up"])
+
+    async def read() -> dict[str, object]:
+        async with get_client() as client:
+            autos = await client.read_automations()
+            return {a.name: a for a in autos}
+
+    autos = asyncio.run(read())
+    resume = autos["run-command-resume__automation_1"]
+    warm_up = autos["warm-up__automation_1"]
+    assert resume.enabled and resume.trigger.expect == {"prefect.flow-run.Crashed"}
+    assert resume.actions[0].parameters == {
+        "command": "{{ flow_run.parameters.command }}",
+        "resume_from": "{{ flow_run.id | string }}",
+    }
+    assert not warm_up.enabled  # opt-in: it opens a browser for every new profile
+    assert warm_up.trigger.expect == {"fleetwright.profile.created"}
