@@ -22,7 +22,10 @@ def main(argv: list[str] | None = None) -> int:
         "--only", nargs="+", default=[], metavar="NAME", help=f"groups ({groups}) or figure names"
     )
     parser.add_argument(
-        "--out", type=Path, default=Path("bench/results"), help="where latest.json/.md go"
+        "--out",
+        type=Path,
+        default=Path(__file__).resolve().parent / "results",
+        help="where latest.json and latest.md go (default: bench/results)",
     )
     args = parser.parse_args(argv)
     try:

@@ -132,15 +132,28 @@ def run_bench(*, mode: Mode, only: Sequence[str] = (), out: Path) -> dict[str, A
     """Run the benchmarks, write latest.json/latest.md into `out`, print the table."""
     chosen = resolve(only)
     bench = Bench.create(mode)
+    from fleetwright.settings import get_settings
+
+    settings = get_settings()
     results: dict[str, Any] = {
         "mode": mode,
         "machine": machine_info(),
         "sizes": bench.sizes.__dict__,
+        "settings": {
+            "browsers_per_worker": settings.browsers_per_worker,
+            "contexts_per_browser": settings.contexts_per_browser,
+            "lease_ttl_s": settings.lease_ttl.total_seconds(),
+            "headless": settings.headless,
+        },
         "figures": {},
         "missing": {},
         "notes": {},
         "durations_s": {},
     }
+    for item in BENCHMARKS:
+        if item not in chosen:
+            for name in item.figures:
+                results["missing"][name] = f"not run this time (--only {' '.join(only)})"
     try:
         asyncio.run(_run_all(bench, chosen, results))
     finally:
