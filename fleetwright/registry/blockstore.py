@@ -51,6 +51,8 @@ class BlockStore:
         self.client = client
         self._ids: dict[type[Block], tuple[UUID, UUID]] = {}
         self._register_lock = asyncio.Lock()
+        self._first_write = asyncio.Lock()
+        self._written = False
 
     async def _type_ids(self, cls: type[Block]) -> tuple[UUID, UUID]:
         """The block type and schema ids, registering them once (concurrent callers wait)."""
@@ -71,17 +73,40 @@ class BlockStore:
         create = BlockDocumentCreate(
             name=name, data=_data(block), block_type_id=type_id, block_schema_id=schema_id
         )
-        try:
-            created = await self.client.create_block_document(create)
-        except ObjectAlreadyExists:
-            if not overwrite:
-                raise
-            existing = await self.client.read_block_document_by_name(
-                name, type(block).get_block_type_slug()
-            )
-            await self.update(existing.id, block)
-            return existing.id
-        return created.id
+        if not self._written:
+            # A fresh server creates its encryption key on the first write, and concurrent
+            # first writes race to insert it (409 or 500): let one write go first.
+            async with self._first_write:
+                if not self._written:
+                    doc_id = await self._create(create, block, name, overwrite)
+                    self._written = True
+                    return doc_id
+        return await self._create(create, block, name, overwrite)
+
+    async def _create(
+        self, create: BlockDocumentCreate, block: Block, name: str, overwrite: bool
+    ) -> UUID:
+        for attempt in range(5):
+            try:
+                created = await self.client.create_block_document(create)
+            except ObjectAlreadyExists:
+                try:
+                    existing = await self.client.read_block_document_by_name(
+                        name, type(block).get_block_type_slug()
+                    )
+                except ObjectNotFound:
+                    # The server answers 409 for any integrity error, e.g. concurrent first
+                    # writes racing to create its encryption key: not a name clash; try again.
+                    await asyncio.sleep(0.05 * (attempt + 1))
+                    continue
+                if not overwrite:
+                    raise
+                await self.update(existing.id, block)
+                return existing.id
+            return created.id
+        raise PrefectUnavailableError(
+            f"the Prefect API kept refusing to create block {name!r}; see its server log"
+        )
 
     async def update(self, document_id: UUID | str, block: Block) -> None:
         _, schema_id = await self._type_ids(type(block))
