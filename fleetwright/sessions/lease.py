@@ -127,9 +127,9 @@ async def lease(
     """Hold the profile's lease for the block; wait up to `wait` for a busy profile."""
     deadline = time.monotonic() + wait.total_seconds()
     delay = 0.05
-    while not acquire(profile_id, holder, ttl, url=url):
+    while not await asyncio.to_thread(acquire, profile_id, holder, ttl, url=url):
         if time.monotonic() >= deadline:
-            other = _holder_of(profile_id, url)
+            other = await asyncio.to_thread(_holder_of, profile_id, url)
             raise ProfileBusyError(
                 f"profile {name!r} is in use by run {other}; waited "
                 f"{wait.total_seconds():g}s. Try again when that run ends, or raise lease_wait"
