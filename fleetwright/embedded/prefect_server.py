@@ -16,7 +16,7 @@ import httpx
 
 from fleetwright.errors import PrefectUnavailableError
 
-__all__ = ["LocalPrefectServer", "free_port", "prefect_env"]
+__all__ = ["LocalPrefectServer", "free_port", "prefect_env", "redis_env"]
 
 logger = logging.getLogger(__name__)
 
@@ -41,6 +41,25 @@ def prefect_env(prefect_home: Path, *, database_url: str | None = None) -> dict[
     }
 
 
+def redis_env(redis_url: str) -> dict[str, str]:
+    """Prefect server settings for messaging, ordering and leases on Redis (prefect-redis)."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(redis_url)
+    env = {
+        "PREFECT_MESSAGING_BROKER": "prefect_redis.messaging",
+        "PREFECT_MESSAGING_CACHE": "prefect_redis.messaging",
+        "PREFECT_SERVER_EVENTS_CAUSAL_ORDERING": "prefect_redis.ordering",
+        "PREFECT_SERVER_CONCURRENCY_LEASE_STORAGE": "prefect_redis.lease_storage",
+        "PREFECT_REDIS_MESSAGING_HOST": parts.hostname or "127.0.0.1",
+        "PREFECT_REDIS_MESSAGING_PORT": str(parts.port or 6379),
+        "PREFECT_REDIS_MESSAGING_DB": (parts.path or "/0").lstrip("/") or "0",
+    }
+    if parts.password:
+        env["PREFECT_REDIS_MESSAGING_PASSWORD"] = parts.password
+    return env
+
+
 class LocalPrefectServer:
     """`prefect server start` on 127.0.0.1, with its own home and database.
 
@@ -54,7 +73,12 @@ class LocalPrefectServer:
         port: int | None = None,
         database_url: str | None = None,
         extra_env: dict[str, str] | None = None,
+        workers: int = 1,
+        redis_url: str | None = None,
     ) -> None:
+        """`workers` > 1 needs Postgres and `redis_url` (Prefect's scale-out set-up)."""
+        self.workers = workers
+        self.redis_url = redis_url
         self.prefect_home = prefect_home
         self.port = port or free_port()
         self.database_url = database_url
@@ -79,6 +103,8 @@ class LocalPrefectServer:
         """Start the server and wait until it answers; returns the API URL."""
         self.prefect_home.mkdir(parents=True, exist_ok=True)
         env = {**os.environ, **prefect_env(self.prefect_home, database_url=self.database_url)}
+        if self.redis_url:
+            env.update(redis_env(self.redis_url))
         env.update(self.extra_env)
         env.pop("PREFECT_API_URL", None)
         log = open(self.prefect_home / "server.log", "ab")  # noqa: SIM115 - owned by the child
