@@ -118,7 +118,7 @@ async def _stream(
 def _new_fleet_id() -> str:
     import uuid
 
-    return f"warm-{uuid.uuid4()}"
+    return str(uuid.uuid4())
 
 
 def _warm_run(fleet_id: str, rows: list[SessionRow]) -> FleetRun:

@@ -90,7 +90,7 @@ async def _run_warm(plan: FleetPlan, *, concurrency: int, as_json: bool) -> int:
     from fleetwright.fleet.warm import astream_warm, await_warm_worker
 
     await await_warm_worker()
-    fleet_id = f"warm-{uuid.uuid4()}"
+    fleet_id = str(uuid.uuid4())
     rows: list[SessionRow] = []
     with _progress(quiet=as_json) as bar:
         task = bar.add_task(f"{plan.command.name} (warm)", total=len(plan.profiles), ok=0, failed=0)

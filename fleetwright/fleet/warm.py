@@ -124,7 +124,7 @@ async def astream_warm(
 ) -> AsyncIterator[SessionRow]:
     """Submit the plan's sessions to warm workers, at most `concurrency` in flight, and yield
     each profile's outcome as it finishes. `started` (if given) receives the WarmFleet."""
-    fleet = WarmFleet(id=fleet_id or f"warm-{uuid.uuid4()}", plan=plan)
+    fleet = WarmFleet(id=fleet_id or str(uuid.uuid4()), plan=plan)
     if started is not None and not started.done():
         started.set_result(fleet)
     queue: asyncio.Queue[SessionRow] = asyncio.Queue()

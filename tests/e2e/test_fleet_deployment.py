@@ -241,7 +241,7 @@ def test_run_wait_follows_a_deployment_run(
 
     names = _profiles("wait", 3, "wait")
     capsys.readouterr()
-    triggered = datetime.now(UTC).replace(tzinfo=None)
+    triggered = datetime.now(UTC)
     try:
         main(
             ["run", "demo", "--tag", "wait", "-p", f"base_url={stack.site.url}", "--wait", "--json"]
@@ -260,6 +260,7 @@ def test_run_wait_follows_a_deployment_run(
     assert [a["data"] for a in fleet.artifacts if a["type"] == "progress"] == [100.0]
     with session_scope() as s:
         first = min(s.scalars(select(Run.started_at).where(Run.flow_run_id == data["id"])))
+    first = first if first.tzinfo else first.replace(tzinfo=UTC)
     print(
         f"process worker: trigger → first session start {(first - triggered).total_seconds():.2f}s"
     )

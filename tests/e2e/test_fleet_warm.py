@@ -156,7 +156,11 @@ def test_warm_worker_runs_sessions_and_streams_results(
 
     fleet = run_command("ping", names[:2], params={"base_url": hit_site.url}, via="warm")
     assert (fleet.state, fleet.ok, fleet.failed) == ("COMPLETED", 2, 0)
-    assert fleet.id.startswith("warm-") and [s.profile for s in fleet.sessions] == names[:2]
+    assert len(fleet.id) == 36 and [s.profile for s in fleet.sessions] == names[:2]
+    from fleetwright.api import get_run
+
+    again = get_run(fleet.id)  # a warm fleet's sessions, read back from the catalogue
+    assert (again.ok, [s.profile for s in again.sessions]) == (2, names[:2])
     capsys.readouterr()
     try:
         main(["run", "ping", names[2], "-p", f"base_url={hit_site.url}", "--now", "--json"])
