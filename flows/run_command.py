@@ -19,8 +19,9 @@ from prefect.artifacts import (
     acreate_table_artifact,
     aupdate_progress_artifact,
 )
+from prefect.client.schemas.objects import State
 from prefect.context import get_run_context
-from prefect.states import Completed, Failed, State
+from prefect.states import Completed, Failed
 
 from fleetwright.commands import get_command, validate_params
 from fleetwright.errors import FleetwrightError, ValidationError

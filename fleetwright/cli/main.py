@@ -39,7 +39,7 @@ def _mount() -> None:
     app.command("status")(status.status)
     app.command("sync")(sync.sync)
     app.command("up")(up.up)
-    for name in ("run", "schedule", "commands"):
+    for name in ("run", "schedule", "commands", "worker"):
         try:
             module = __import__(f"fleetwright.cli.{name}", fromlist=["x"])
         except ImportError:
@@ -62,6 +62,10 @@ def configure_prefect_env() -> None:
     elif not os.environ.get("PREFECT_API_URL"):
         os.environ["PREFECT_API_URL"] = f"http://127.0.0.1:{settings.prefect_port}/api"
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    # Warm workers read task parameters from result storage: share the worker's folder.
+    os.environ.setdefault(
+        "PREFECT_RESULTS_LOCAL_STORAGE_PATH", str(settings.prefect_home / "storage")
+    )
 
 
 def main(argv: list[str] | None = None) -> None:

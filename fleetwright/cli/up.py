@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sys
 import time
 from typing import Annotated
 
@@ -20,9 +21,19 @@ from fleetwright.cli.output import console
 __all__ = ["up"]
 
 
+def _port_taken(port: int) -> bool:
+    import socket
+
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
 def up(
     demo: Annotated[bool, typer.Option(help="Serve the demo site and run the demo.")] = True,
     port: Annotated[int | None, typer.Option(help="Prefect server port.")] = None,
+    warm_worker: Annotated[
+        bool, typer.Option(help="Also start a warm worker (browser pool kept open).")
+    ] = True,
 ) -> None:
     """Start Fleetwright locally: Prefect server + UI, worker, deployments, demo."""
     import signal
@@ -33,6 +44,7 @@ def up(
     from fleetwright.embedded.stack import (
         deploy_project,
         register_blocks,
+        start_process,
         start_worker,
         stop_process,
     )
@@ -56,12 +68,20 @@ def up(
     os.environ.update({k: v for k, v in env.items() if k.startswith("PREFECT_HOME")})
     started_server = False
     worker = None
+    warm = None
     site = None
     try:
         with console.status("Applying catalogue migrations"):
             revision = upgrade()
         console.print(f"✓ catalogue {safe_url(settings.catalogue_url)} at revision {revision}")
         if server.is_healthy():
+            if demo and _port_taken(settings.demo_site_port):
+                console.print(
+                    f"Fleetwright is already up: Prefect UI at [link]{server.url}[/link], "
+                    f"demo site on port {settings.demo_site_port}. Stop that one with Ctrl-C first "
+                    "to restart it."
+                )
+                return
             console.print(f"✓ Prefect server already running at {server.url}")
         else:
             with console.status("Starting the Prefect server"):
@@ -80,8 +100,21 @@ def up(
         with console.status("Deploying prefect.yaml to work pool 'fleetwright'"):
             deploy_project(env)
         console.print("✓ deployments created from prefect.yaml")
-        worker = start_worker(env, log_path=settings.home / "logs" / "worker.log")
-        console.print(f"✓ worker started (log {settings.home / 'logs' / 'worker.log'})")
+        from deployments.automations import ensure_heartbeat_automation
+
+        asyncio.run(ensure_heartbeat_automation())
+        logs = settings.home / "logs"
+        worker = start_worker(
+            {**env, "PREFECT_RUNNER_HEARTBEAT_FREQUENCY": "30"}, log_path=logs / "worker.log"
+        )
+        console.print(f"✓ process worker started (log {logs / 'worker.log'})")
+        if warm_worker:
+            warm = start_process(
+                [sys.executable, "-m", "deployments.warm_worker", "--limit", "8"],
+                env,
+                log_path=logs / "warm-worker.log",
+            )
+            console.print(f"✓ warm worker for `run --now` (log {logs / 'warm-worker.log'})")
         if demo:
             from fleetwright.embedded.demo import trigger_demo_run
 
@@ -95,12 +128,14 @@ def up(
         )
         while True:
             time.sleep(1)
-            if worker.poll() is not None:
-                console.print("[red]the worker exited; see its log[/]")
-                raise typer.Exit(1)
+            for name, proc in (("process worker", worker), ("warm worker", warm)):
+                if proc is not None and proc.poll() is not None:
+                    console.print(f"[red]the {name} exited; see its log in {logs}[/]")
+                    raise typer.Exit(1)
     except KeyboardInterrupt:
         console.print("\nStopping…")
     finally:
+        stop_process(warm)
         stop_process(worker)
         if site is not None:
             site.stop()

@@ -38,6 +38,7 @@ def prefect_env(prefect_home: Path, *, database_url: str | None = None) -> dict[
         "PREFECT_API_DATABASE_CONNECTION_URL": db,
         "PREFECT_SERVER_DATABASE_CONNECTION_URL": db,
         "PREFECT_LOGGING_TO_API_BATCH_INTERVAL": "0.5",
+        "PREFECT_RESULTS_LOCAL_STORAGE_PATH": str(prefect_home / "storage"),
     }
 
 

@@ -22,6 +22,7 @@ __all__ = [
     "deploy_project",
     "ensure_work_pool",
     "register_blocks",
+    "start_process",
     "start_worker",
     "stop_process",
 ]
@@ -91,36 +92,32 @@ def deploy_project(env: dict[str, str], *, names: list[str] | None = None) -> No
         )
 
 
-def start_worker(
-    env: dict[str, str], *, log_path: Path, pool: str = WORK_POOL, query_seconds: float = 2
+def start_process(
+    cmd: list[str], env: dict[str, str], *, log_path: Path
 ) -> subprocess.Popen[bytes]:
-    """A process worker for `pool`, in its own process group."""
-    full_env = {
-        **os.environ,
-        **env,
-        "FLEETWRIGHT_PROJECT_DIR": str(PROJECT_DIR),
-        "PREFECT_WORKER_QUERY_SECONDS": str(query_seconds),
-    }
+    """A child in its own process group, logging to `log_path`, in the project folder."""
+    full_env = {**os.environ, **env, "FLEETWRIGHT_PROJECT_DIR": str(PROJECT_DIR)}
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "ab") as log:
         return subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "prefect",
-                "worker",
-                "start",
-                "--pool",
-                pool,
-                "--type",
-                "process",
-            ],
+            cmd,
             cwd=PROJECT_DIR,
             env=full_env,
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
+
+
+def start_worker(
+    env: dict[str, str], *, log_path: Path, pool: str = WORK_POOL, query_seconds: float = 2
+) -> subprocess.Popen[bytes]:
+    """A process worker for `pool`, in its own process group."""
+    return start_process(
+        [sys.executable, "-m", "prefect", "worker", "start", "--pool", pool, "--type", "process"],
+        {**env, "PREFECT_WORKER_QUERY_SECONDS": str(query_seconds)},
+        log_path=log_path,
+    )
 
 
 def stop_process(proc: subprocess.Popen[bytes] | None, *, timeout: float = 15) -> None:

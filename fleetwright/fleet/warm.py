@@ -9,6 +9,7 @@ second. Each session is one `run-profile-session` task run (`apply_async`), visi
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -85,9 +86,21 @@ def _submit(
     )
 
 
+async def _result(future: PrefectDistributedFuture[Any], *, patience: float = 30.0) -> Any:
+    """The task's result; a task run read before its first state was set is read again."""
+    deadline = time.monotonic() + patience
+    while True:
+        try:
+            return await future.result_async()
+        except RuntimeError as exc:
+            if "has no state" not in str(exc) or time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.1)
+
+
 async def _outcome(name: str, future: PrefectDistributedFuture[Any]) -> SessionRow:
     try:
-        result = await future.result_async()
+        result = await _result(future)
     except FleetwrightError as exc:
         partial = getattr(exc, "session_result", None)
         return SessionRow(

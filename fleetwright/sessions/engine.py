@@ -285,7 +285,7 @@ class SessionEngine:
 
         try:
             await release_browser_proxy(pspec, registry=self.relays)
-        except Exception:  # noqa: BLE001 - a relay that is already gone
+        except Exception:  # a relay that is already gone
             logger.debug("relay release failed", exc_info=True)
 
     async def _check_exit_ip(self, loaded: _Loaded, proxy_id: int | None, pspec: ProxySpec) -> None:
@@ -308,7 +308,7 @@ class SessionEngine:
         if result.status == "ok" or proxy_failed:
             try:
                 report_session_result(proxy_id, result.status == "ok", result.error, url=self.url)
-            except Exception:  # noqa: BLE001 - health bookkeeping never fails a session
+            except Exception:  # health bookkeeping never fails a session
                 logger.warning("could not record proxy health", exc_info=True)
 
 
@@ -319,9 +319,11 @@ def _describe(exc: BaseException) -> tuple[str, str, bool]:
         return "the session was cancelled", "Cancelled", False
     if isinstance(exc, TimeoutError):
         return "the session timed out", "TimeoutError", True
-    return f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}", type(
-        exc
-    ).__name__, False
+    return (
+        f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}",
+        type(exc).__name__,
+        False,
+    )
 
 
 def _session_artifacts(exc: BaseException) -> dict[str, Path]:
@@ -344,5 +346,3 @@ def _jsonable(value: Any) -> Any:
     import json
 
     return json.loads(json.dumps(value, default=str))
-
-

@@ -30,9 +30,9 @@ def resolve_selection(
     with session_scope(url) as s:
         if names:
             rows = dict(
-                s.execute(
-                    select(Profile.name, Profile.status).where(Profile.name.in_(list(names)))
-                ).tuples().all()
+                s.execute(select(Profile.name, Profile.status).where(Profile.name.in_(list(names))))
+                .tuples()
+                .all()
             )
             missing = [n for n in names if n not in rows]
             if missing:
