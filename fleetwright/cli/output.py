@@ -32,6 +32,15 @@ def print_table(
     console.print(table)
 
 
+def print_record(record: dict[str, Any], *, title: str) -> None:
+    """One object as a two-column field/value table."""
+    print_table(
+        [{"field": k, "value": v} for k, v in record.items()],
+        [("field", "Field"), ("value", "Value")],
+        title=title,
+    )
+
+
 def _cell(value: Any) -> str:
     if value is None:
         return "—"

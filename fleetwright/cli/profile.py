@@ -10,7 +10,7 @@ from typing import Annotated, Any
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from fleetwright.cli.output import console, err_console, print_json, print_table
+from fleetwright.cli.output import console, err_console, print_json, print_record, print_table
 from fleetwright.errors import ImportFileError, ValidationError
 from fleetwright.specs import validate_profile
 
@@ -216,11 +216,7 @@ def show(name: str, as_json: JsonOpt = False) -> None:
         return
     flat = {k: v for k, v in record.items() if k != "fingerprint"}
     flat.update({f"fingerprint.{k}": v for k, v in record["fingerprint"].items()})
-    print_table(
-        [{"field": k, "value": v} for k, v in flat.items()],
-        [("field", "Field"), ("value", "Value")],
-        title=f"profile {name}",
-    )
+    print_record(flat, title=f"profile {name}")
 
 
 @app.command("edit")

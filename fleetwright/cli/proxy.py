@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 
 import typer
 
-from fleetwright.cli.output import console, err_console, print_json, print_table
+from fleetwright.cli.output import console, err_console, print_json, print_record, print_table
 from fleetwright.errors import ValidationError
 from fleetwright.specs import validate_proxy
 
@@ -137,11 +137,7 @@ def show(name: str, as_json: JsonOpt = False) -> None:
     if as_json:
         print_json(record)
     else:
-        print_table(
-            [{"field": k, "value": v} for k, v in record.items()],
-            [("field", "Field"), ("value", "Value")],
-            title=f"proxy {name}",
-        )
+        print_record(record, title=f"proxy {name}")
 
 
 @app.command("remove")

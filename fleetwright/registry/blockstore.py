@@ -24,7 +24,7 @@ from pydantic_core import to_jsonable_python
 
 from fleetwright.errors import PrefectUnavailableError
 
-__all__ = ["BlockStore", "open_block_store"]
+__all__ = ["BlockStore", "block_then_row", "open_block_store"]
 
 B = TypeVar("B", bound=Block)
 
@@ -166,6 +166,17 @@ class BlockStore:
             if len(batch) < page:
                 return docs
             offset += page
+
+
+@asynccontextmanager
+async def block_then_row(store: BlockStore, block: Block, name: str) -> AsyncIterator[UUID]:
+    """Write the block, then let the caller write its row; if that fails, delete the block."""
+    doc_id = await store.create(block, name)
+    try:
+        yield doc_id
+    except BaseException:
+        await asyncio.shield(store.delete(doc_id))
+        raise
 
 
 @asynccontextmanager

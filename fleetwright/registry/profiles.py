@@ -21,7 +21,7 @@ from blocks.profile import BrowserProfile
 from fleetwright.catalogue.db import session_scope
 from fleetwright.catalogue.models import Profile, ProfileTag, Proxy, ProxyPool
 from fleetwright.errors import AlreadyExistsError, FleetwrightError, NotFoundError, ValidationError
-from fleetwright.registry.blockstore import BlockStore, open_block_store
+from fleetwright.registry.blockstore import BlockStore, block_then_row, open_block_store
 from fleetwright.registry.events import emit
 from fleetwright.specs import ProfileSpec, block_name_for, validate_profile
 
@@ -162,8 +162,8 @@ async def add_profile(
         proxies, pools = _lookup_refs(s, [spec])
         _check_refs(spec, proxies, pools)
     block_name = block_name_for(spec.name)
-    async with _store(store) as bs:
-        doc_id = await bs.create(BrowserProfile.from_spec(spec), block_name)
+    block = BrowserProfile.from_spec(spec)
+    async with _store(store) as bs, block_then_row(bs, block, block_name) as doc_id:
         try:
             with session_scope(url) as s:
                 row = Profile(block_name=block_name, block_document_id=str(doc_id))
@@ -172,11 +172,8 @@ async def add_profile(
                 s.flush()
                 s.refresh(row, ["proxy", "proxy_pool"])
                 record = profile_record(row)
-        except BaseException as exc:
-            await bs.delete(doc_id)
-            if isinstance(exc, IntegrityError):
-                raise AlreadyExistsError(f"profile {spec.name!r} already exists") from None
-            raise
+        except IntegrityError:
+            raise AlreadyExistsError(f"profile {spec.name!r} already exists") from None
     await emit("fleetwright.profile.created", spec.name, {"tags": spec.tags})
     return record
 

@@ -16,7 +16,7 @@ from blocks.proxy import Proxy as ProxyBlock
 from fleetwright.catalogue.db import session_scope
 from fleetwright.catalogue.models import Profile, Proxy, ProxyPool
 from fleetwright.errors import AlreadyExistsError, NotFoundError, ValidationError
-from fleetwright.registry.blockstore import BlockStore
+from fleetwright.registry.blockstore import BlockStore, block_then_row
 from fleetwright.registry.profiles import (
     BLOCK_CONCURRENCY,
     ImportReport,
@@ -114,8 +114,8 @@ async def add_proxy(
         if s.scalar(select(Proxy.id).where(Proxy.name == spec.name)) is not None:
             raise AlreadyExistsError(f"proxy {spec.name!r} already exists")
     block_name = block_name_for(spec.name)
-    async with _store(store) as bs:
-        doc_id = await bs.create(ProxyBlock.from_spec(spec), block_name)
+    block = ProxyBlock.from_spec(spec)
+    async with _store(store) as bs, block_then_row(bs, block, block_name) as doc_id:
         try:
             with session_scope(url) as s:
                 row = Proxy(block_document_id=str(doc_id))
@@ -124,11 +124,8 @@ async def add_proxy(
                 s.flush()
                 s.refresh(row, ["pool"])
                 record = proxy_record(row)
-        except BaseException as exc:
-            await bs.delete(doc_id)
-            if isinstance(exc, IntegrityError):
-                raise AlreadyExistsError(f"proxy {spec.name!r} already exists") from None
-            raise
+        except IntegrityError:
+            raise AlreadyExistsError(f"proxy {spec.name!r} already exists") from None
     return record
 
 
