@@ -86,12 +86,18 @@ def _submit(
     )
 
 
-async def _result(future: PrefectDistributedFuture[Any], *, patience: float = 30.0) -> Any:
-    """The task's result; a task run read before its first state was set is read again."""
+async def _result(
+    future: PrefectDistributedFuture[Any], *, patience: float = 30.0, timeout: float = 900.0
+) -> Any:
+    """The task's result; a task run read before its first state was set is read again.
+
+    `timeout` bounds the wait: a task run a worker dropped (say, unreadable parameters) never
+    finishes, and the caller gets a TimeoutError instead of waiting forever.
+    """
     deadline = time.monotonic() + patience
     while True:
         try:
-            return await future.result_async()
+            return await future.result_async(timeout=timeout)
         except RuntimeError as exc:
             if "has no state" not in str(exc) or time.monotonic() > deadline:
                 raise

@@ -27,9 +27,11 @@ def cli(capsys: pytest.CaptureFixture[str]) -> Callable[..., Result]:
 
     def run(*args: str, stdin: str | None = None, monkeypatch: Any = None) -> Result:
         import io
+        import os
         import sys
 
         capsys.readouterr()
+        old_env = dict(os.environ)  # main() points Prefect's env at this test's home
         old_stdin = sys.stdin
         if stdin is not None:
             sys.stdin = io.StringIO(stdin)
@@ -40,6 +42,8 @@ def cli(capsys: pytest.CaptureFixture[str]) -> Callable[..., Result]:
             code = int(exc.code or 0)
         finally:
             sys.stdin = old_stdin
+            os.environ.clear()
+            os.environ.update(old_env)
         captured = capsys.readouterr()
         return Result(code, captured.out, captured.err)
 
