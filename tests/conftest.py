@@ -75,7 +75,27 @@ def prefect_api() -> Iterator[str]:
     """A real local Prefect server (SQLite, telemetry off) for the whole test session."""
     from fleetwright.embedded import LocalPrefectServer
 
-    server = LocalPrefectServer(prefect_home=_SESSION_HOME / "prefect-server", port=_PREFECT_PORT)
+    # On Postgres: many tests, workers and services write at once, and the server's SQLite
+    # backend answers "database is locked" under that load. FLEETWRIGHT_TEST_PREFECT_DB=sqlite
+    # runs it on SQLite instead.
+    db_name = None
+    database_url = None
+    if os.environ.get("FLEETWRIGHT_TEST_PREFECT_DB", "postgres") != "sqlite":
+        from sqlalchemy import create_engine, text
+        from sqlalchemy.engine import make_url
+
+        db_name = f"fw_test_prefect_{uuid.uuid4().hex[:8]}"
+        url = _pg_create(db_name)
+        engine = create_engine(url, isolation_level="AUTOCOMMIT")
+        with engine.connect() as conn:
+            conn.execute(text("CREATE EXTENSION IF NOT EXISTS pg_trgm"))
+        engine.dispose()
+        database_url = (
+            make_url(url).set(drivername="postgresql+asyncpg").render_as_string(hide_password=False)
+        )
+    server = LocalPrefectServer(
+        prefect_home=_SESSION_HOME / "prefect-server", port=_PREFECT_PORT, database_url=database_url
+    )
     api_url = server.start()
     assert api_url == os.environ["PREFECT_API_URL"]
     _server_started.append(True)
@@ -83,6 +103,8 @@ def prefect_api() -> Iterator[str]:
         yield api_url
     finally:
         server.stop()
+        if db_name:
+            _pg_drop(db_name)
 
 
 @pytest.fixture
