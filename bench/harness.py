@@ -67,7 +67,7 @@ class Sizes:
     def for_mode(cls, mode: Mode) -> Sizes:
         if mode == "full":
             return cls(
-                ab_rounds=5,
+                ab_rounds=int(os.environ.get("FLEETWRIGHT_BENCH_AB_ROUNDS", "5")),
                 overhead_per_round=12,
                 start_n=60,
                 persistent_n=20,

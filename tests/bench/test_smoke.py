@@ -60,7 +60,24 @@ def test_bad_arguments_are_one_line_errors() -> None:
 @pytest.mark.browser
 @pytest.mark.prefect
 @pytest.mark.slow
+def _bench_databases() -> set[str]:
+    from sqlalchemy import create_engine, text
+
+    from bench.harness import PG_ADMIN_URL
+
+    engine = create_engine(PG_ADMIN_URL)
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(
+                text("select datname from pg_database where datname like 'fw_bench_%'")
+            ).all()
+    finally:
+        engine.dispose()
+    return {r[0] for r in rows}
+
+
 def test_smoke_run_writes_well_formed_results(tmp_path: Path) -> None:
+    before = _bench_databases()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "FLEETWRIGHT_"))}
     env["FLEETWRIGHT_CHROMIUM_EXECUTABLE"] = os.environ.get("FLEETWRIGHT_CHROMIUM_EXECUTABLE", "")
     if not env["FLEETWRIGHT_CHROMIUM_EXECUTABLE"]:
@@ -97,17 +114,5 @@ def test_smoke_run_writes_well_formed_results(tmp_path: Path) -> None:
     table = (out / "latest.md").read_text()
     assert all(f"| {name} |" in table for name in FIGURE_NAMES)
     assert "| session_overhead_ratio |" in proc.stdout  # the table is printed too
-    # nothing left behind: the throwaway databases are gone
-    from sqlalchemy import create_engine, text
-
-    from bench.harness import PG_ADMIN_URL
-
-    engine = create_engine(PG_ADMIN_URL)
-    try:
-        with engine.connect() as conn:
-            left = conn.execute(
-                text("select datname from pg_database where datname like 'fw_bench_%'")
-            ).all()
-    finally:
-        engine.dispose()
-    assert left == []
+    # nothing left behind: the throwaway databases this run made are gone
+    assert _bench_databases() - before == set()

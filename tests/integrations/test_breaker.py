@@ -21,7 +21,7 @@ from fleetwright.integrations.steps import Integrations
 from fleetwright.testing.fake_github import FakeGitHub
 
 WORKER = Path(__file__).with_name("breaker_worker.py")
-COOLDOWN = 8.0  # longer than a worker process takes to start
+COOLDOWN = 20.0  # longer than a worker process takes to start, even on a busy machine
 
 
 def _repo_calls(fake: FakeGitHub) -> int:
