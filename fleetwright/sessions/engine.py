@@ -31,6 +31,7 @@ from fleetwright.errors import (
 )
 from fleetwright.proxies.relay import RelayRegistry
 from fleetwright.registry.profiles import row_to_spec
+from fleetwright.registry.proxies import proxy_spec
 from fleetwright.sessions import lease as leases
 from fleetwright.settings import Settings, get_settings
 from fleetwright.specs import ProfileSpec, ProxySpec
@@ -147,7 +148,7 @@ class SessionEngine:
                 raise ValidationError(f"profile {name!r} is {row.status}; only active ones run")
             return _Loaded(row.id, row_to_spec(row))
 
-    def _choose_proxy(self, profile_id: int) -> tuple[int, str, str | None] | None:
+    def _choose_proxy(self, profile_id: int) -> tuple[int, str] | None:
         from fleetwright.proxies.pools import choose_proxy
 
         with session_scope(self.url) as s:
@@ -158,12 +159,7 @@ class SessionEngine:
             proxy = choose_proxy(s, row)
             if proxy is None:
                 return None
-            return proxy.id, proxy.name, proxy.secret_ref
-
-    async def _proxy_spec(self, name: str, secret_ref: str | None) -> ProxySpec:
-        from fleetwright.registry.proxies import proxy_spec
-
-        return await proxy_spec(name, url=self.url)
+            return proxy.id, proxy.name
 
     def _start_run(self, loaded: _Loaded, req: SessionRequest, proxy: str | None) -> int:
         with session_scope(self.url) as s:
@@ -226,7 +222,7 @@ class SessionEngine:
         try:
             proxy_cfg = None
             if chosen:
-                pspec = await self._proxy_spec(chosen[1], chosen[2])
+                pspec = await proxy_spec(chosen[1], url=self.url)
                 proxy_cfg = await self._proxy_config(pspec)
                 await self._check_exit_ip(loaded, proxy_id, pspec)
             spec = LaunchSpec(
