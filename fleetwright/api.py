@@ -20,6 +20,7 @@ from collections.abc import AsyncIterator, Sequence
 from datetime import timedelta
 from typing import Any, Literal
 
+from fleetwright.commands.models import TraceMode
 from fleetwright.fleet.deployments import RUN_COMMAND_DEPLOYMENT, asubmit_deployment
 from fleetwright.fleet.plan import FleetPlan, plan_run
 from fleetwright.fleet.runs import FleetRun, SessionRow, aread_fleet_run, summarise
@@ -65,6 +66,7 @@ async def arun_command(
     wait: bool = True,
     deployment: str = RUN_COMMAND_DEPLOYMENT,
     timeout: timedelta | None = None,
+    trace: TraceMode | None = None,
 ) -> FleetRun:
     """Run `command` on the selected profiles; with `wait` (always for warm and local) the
     FleetRun holds every session's outcome, otherwise just the submitted run's id."""
@@ -72,8 +74,9 @@ async def arun_command(
         command, profiles=profiles, tags=tags, all_active=all_active, params=params, version=version
     )
     return await arun_plan(
-        plan, concurrency=concurrency, via=via, wait=wait, deployment=deployment, timeout=timeout
-    )
+        plan, concurrency=concurrency, via=via, wait=wait, deployment=deployment, timeout=timeout,
+        trace=trace,
+    )  # fmt: skip
 
 
 async def arun_plan(
@@ -84,19 +87,24 @@ async def arun_plan(
     wait: bool = True,
     deployment: str = RUN_COMMAND_DEPLOYMENT,
     timeout: timedelta | None = None,
+    trace: TraceMode | None = None,
 ) -> FleetRun:
-    """Run an already checked plan (see plan_run) the chosen way."""
+    """Run an already checked plan (see plan_run) the chosen way. `trace` overrides the
+    command's trace setting (off, on, on-failure, on-retry)."""
     if via == "warm":
         fleet_id = _new_fleet_id()
-        rows = [r async for r in _stream(plan, concurrency=concurrency, fleet_id=fleet_id)]
+        rows = [
+            r async for r in _stream(plan, concurrency=concurrency, fleet_id=fleet_id, trace=trace)
+        ]
         return _warm_run(fleet_id, rows)
     if via == "local":
         from flows.run_command import run_command as flow
 
-        state: Any = await flow(**plan.flow_parameters(concurrency=concurrency), return_state=True)
+        parameters = plan.flow_parameters(concurrency=concurrency, trace=trace)
+        state: Any = await flow(**parameters, return_state=True)
         return await aread_fleet_run(str(state.state_details.flow_run_id))
     flow_run = await asubmit_deployment(
-        plan.flow_parameters(concurrency=concurrency), deployment=deployment
+        plan.flow_parameters(concurrency=concurrency, trace=trace), deployment=deployment
     )
     if not wait:
         return await aread_fleet_run(str(flow_run.id))
@@ -104,13 +112,13 @@ async def arun_plan(
 
 
 async def _stream(
-    plan: FleetPlan, *, concurrency: int, fleet_id: str | None = None
+    plan: FleetPlan, *, concurrency: int, fleet_id: str | None = None, trace: str | None = None
 ) -> AsyncIterator[SessionRow]:
     from fleetwright.fleet.warm import astream_warm, await_warm_worker
 
     await await_warm_worker()
     async for row in astream_warm(
-        plan, concurrency=concurrency, fleet_id=fleet_id or _new_fleet_id()
+        plan, concurrency=concurrency, fleet_id=fleet_id or _new_fleet_id(), trace=trace
     ):
         yield row
 
@@ -199,6 +207,7 @@ def run_command(
     wait: bool = True,
     deployment: str = RUN_COMMAND_DEPLOYMENT,
     timeout: timedelta | None = None,
+    trace: TraceMode | None = None,
 ) -> FleetRun:
     """Sync twin of arun_command."""
     result: FleetRun = _sync(
@@ -214,6 +223,7 @@ def run_command(
             wait=wait,
             deployment=deployment,
             timeout=timeout,
+            trace=trace,
         )
     )
     return result

@@ -47,7 +47,7 @@ async def run_command(
     params: dict[str, Any] | None = None,
     version: str | None = None,
     concurrency: int = 4,
-    trace: TraceMode = "on-failure",
+    trace: TraceMode | None = None,
     session_timeout_s: float | None = 300,
     resume_from: str | None = None,
     max_resumes: int = 3,

@@ -105,7 +105,7 @@ async def run_profile_session(
     profile: str,
     command: CommandSpec,
     params: dict[str, Any] | None = None,
-    trace: TraceMode = "on-failure",
+    trace: TraceMode | None = None,
     timeout: timedelta | None = None,
     fleet_run_id: str | None = None,
 ) -> dict[str, Any]:

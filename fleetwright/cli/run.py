@@ -8,12 +8,13 @@ import json
 import sys
 from collections.abc import Callable, Coroutine
 from datetime import timedelta
-from typing import Any
+from typing import Any, cast, get_args
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from fleetwright.cli.output import console, err_console, print_json, print_table
+from fleetwright.commands.models import TraceMode
 from fleetwright.fleet.plan import FleetPlan, parse_params, plan_run
 from fleetwright.fleet.runs import FleetRun, SessionRow, summarise
 
@@ -40,6 +41,11 @@ def run(
     now: bool = typer.Option(False, "--now", help="Run on warm workers (`worker start`)."),
     local: bool = typer.Option(False, "--local", help="Run the flow in this process."),
     deployment: str = typer.Option("run-command/run-command", help="Deployment to run."),
+    trace: str | None = typer.Option(
+        None,
+        "--trace",
+        help="Playwright traces: off, on, on-failure, on-retry (default: the command's, on-retry).",
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Run COMMAND on profiles (names, --tag, or --all). Exit 0 all ok, 1 some failed."""
@@ -47,6 +53,9 @@ def run(
 
     if now and local:
         raise ValidationError("--now and --local exclude each other; pick one")
+    modes = get_args(TraceMode)
+    if trace is not None and trace not in modes:
+        raise ValidationError(f"--trace {trace!r} is not one of {', '.join(modes)}")
     plan = plan_run(
         command,
         profiles=profiles or [],
@@ -56,12 +65,14 @@ def run(
         version=version,
     )
     if now:
-        code = asyncio.run(_run_warm(plan, concurrency=concurrency, as_json=as_json))
+        code = asyncio.run(_run_warm(plan, concurrency=concurrency, as_json=as_json, trace=trace))
     elif local:
-        code = _run_local(plan, concurrency=concurrency, as_json=as_json)
+        code = _run_local(plan, concurrency=concurrency, as_json=as_json, trace=trace)
     else:
         code = asyncio.run(
-            _run_deployment(plan, deployment, concurrency=concurrency, wait=wait, as_json=as_json)
+            _run_deployment(
+                plan, deployment, concurrency=concurrency, wait=wait, as_json=as_json, trace=trace
+            )
         )
     raise typer.Exit(code)
 
@@ -84,7 +95,9 @@ def _force_progress() -> bool:
     return os.environ.get("FLEETWRIGHT_PROGRESS") == "always"
 
 
-async def _run_warm(plan: FleetPlan, *, concurrency: int, as_json: bool) -> int:
+async def _run_warm(
+    plan: FleetPlan, *, concurrency: int, as_json: bool, trace: str | None = None
+) -> int:
     import uuid
 
     from fleetwright.fleet.warm import astream_warm, await_warm_worker
@@ -94,7 +107,9 @@ async def _run_warm(plan: FleetPlan, *, concurrency: int, as_json: bool) -> int:
     rows: list[SessionRow] = []
     with _progress(quiet=as_json) as bar:
         task = bar.add_task(f"{plan.command.name} (warm)", total=len(plan.profiles), ok=0, failed=0)
-        async for row in astream_warm(plan, concurrency=concurrency, fleet_id=fleet_id):
+        async for row in astream_warm(
+            plan, concurrency=concurrency, fleet_id=fleet_id, trace=trace
+        ):
             rows.append(row)
             counts = summarise(rows)
             bar.update(task, completed=len(rows), ok=counts["ok"], failed=counts["failed"])
@@ -109,10 +124,13 @@ async def _run_warm(plan: FleetPlan, *, concurrency: int, as_json: bool) -> int:
     return render_summary(fleet, as_json=as_json)
 
 
-def _run_local(plan: FleetPlan, *, concurrency: int, as_json: bool) -> int:
+def _run_local(
+    plan: FleetPlan, *, concurrency: int, as_json: bool, trace: str | None = None
+) -> int:
     from fleetwright.api import arun_plan
 
-    fleet = asyncio.run(arun_plan(plan, concurrency=concurrency, via="local"))
+    mode = cast("TraceMode | None", trace)  # checked against TraceMode by run()
+    fleet = asyncio.run(arun_plan(plan, concurrency=concurrency, via="local", trace=mode))
     return render_summary(fleet, as_json=as_json)
 
 
@@ -123,12 +141,18 @@ async def _read(flow_run_id: str) -> FleetRun:
 
 
 async def _run_deployment(
-    plan: FleetPlan, deployment: str, *, concurrency: int, wait: bool, as_json: bool
+    plan: FleetPlan,
+    deployment: str,
+    *,
+    concurrency: int,
+    wait: bool,
+    as_json: bool,
+    trace: str | None = None,
 ) -> int:
     from fleetwright.fleet.deployments import afleet_progress, asubmit_deployment, flow_run_url
 
     flow_run = await asubmit_deployment(
-        plan.flow_parameters(concurrency=concurrency), deployment=deployment
+        plan.flow_parameters(concurrency=concurrency, trace=trace), deployment=deployment
     )
     if not wait:
         if as_json:

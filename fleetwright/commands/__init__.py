@@ -8,7 +8,7 @@ from fleetwright.commands.loader import (
     list_commands,
     load_commands,
 )
-from fleetwright.commands.models import ACTIONS, CommandSpec, ParamSpec, Step
+from fleetwright.commands.models import ACTIONS, CommandSpec, ParamSpec, Step, TraceMode
 from fleetwright.commands.params import validate_params
 from fleetwright.commands.parsing import parse_command, read_command_file
 from fleetwright.commands.plugins import ENTRY_POINT_GROUP, resolve_python_command
@@ -26,6 +26,7 @@ __all__ = [
     "ParamSpec",
     "Step",
     "StepOutcome",
+    "TraceMode",
     "default_command_dirs",
     "get_command",
     "list_commands",

@@ -43,6 +43,7 @@ __all__ = [
     "Step",
     "StepBase",
     "TextAssert",
+    "TraceMode",
     "UploadStep",
     "UrlAssert",
     "VisibleAssert",
@@ -54,6 +55,13 @@ VERSION = re.compile(r"^[0-9A-Za-z][0-9A-Za-z.+_-]{0,31}$")
 MAX_STEP_TIMEOUT = timedelta(minutes=10)
 MAX_SLEEP = timedelta(seconds=60)
 DEFAULT_TIMEOUT = timedelta(seconds=10)
+
+#: When a session records a Playwright trace, and when it keeps it:
+#: "off" never; "on" every session, always kept; "on-failure" every session, kept when it
+#: fails; "on-retry" (the default, Playwright Test's "on-first-retry") only retried attempts,
+#: always kept. Recording costs CPU on every action (DOM snapshots, screencast frames), so the
+#: default records only when a session is already known to be in trouble.
+TraceMode = Literal["off", "on", "on-failure", "on-retry"]
 
 ParamType = Literal["str", "int", "float", "bool", "list", "dict"]
 LoadState = Literal["load", "domcontentloaded", "networkidle"]
@@ -503,6 +511,7 @@ class CommandSpec(BaseModel):
     steps: list[Step] = Field(default_factory=list)
     python: str | None = None
     timeout: timedelta = DEFAULT_TIMEOUT
+    trace: TraceMode = "on-retry"
 
     @field_validator("name")
     @classmethod

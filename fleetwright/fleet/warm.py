@@ -73,7 +73,7 @@ class WarmFleet:
 
 
 def _submit(
-    plan: FleetPlan, name: str, fleet_id: str, trace: str, timeout: timedelta | None
+    plan: FleetPlan, name: str, fleet_id: str, trace: str | None, timeout: timedelta | None
 ) -> Any:
     return _session_task().apply_async(
         args=(name, plan.command),
@@ -137,7 +137,7 @@ async def astream_warm(
     *,
     concurrency: int = 8,
     fleet_id: str | None = None,
-    trace: str = "on-failure",
+    trace: str | None = None,
     session_timeout: timedelta | None = timedelta(minutes=5),
     started: asyncio.Future[WarmFleet] | None = None,
 ) -> AsyncIterator[SessionRow]:

@@ -23,7 +23,7 @@ from sqlalchemy.orm import selectinload
 from fleetwright.browser import BrowserPool, LaunchSpec, ProxyConfig
 from fleetwright.catalogue.db import session_scope
 from fleetwright.catalogue.models import Profile, Run, utcnow
-from fleetwright.commands import CommandContext, CommandSpec, run_steps
+from fleetwright.commands import CommandContext, CommandSpec, TraceMode, run_steps
 from fleetwright.errors import (
     FleetwrightError,
     NotFoundError,
@@ -36,10 +36,9 @@ from fleetwright.sessions import lease as leases
 from fleetwright.settings import Settings, get_settings
 from fleetwright.specs import ProfileSpec, ProxySpec
 
-__all__ = ["SessionEngine", "SessionRequest", "SessionResult", "profile_scope"]
+__all__ = ["SessionEngine", "SessionRequest", "SessionResult", "TraceMode", "profile_scope"]
 
 logger = logging.getLogger(__name__)
-TraceMode = Literal["off", "on", "on-failure"]
 
 
 @dataclass(kw_only=True)
@@ -52,8 +51,18 @@ class SessionRequest:
     flow_run_id: str | None = None
     task_run_id: str | None = None
     attempt: int = 1
-    trace: TraceMode = "on-failure"
+    #: None: the command's own `trace` setting (default "on-retry")
+    trace: TraceMode | None = None
     timeout: timedelta | None = None
+
+    def trace_plan(self) -> tuple[bool, bool]:
+        """(record, keep_always) for this attempt; a recorded trace that is not always kept
+        is kept when the session fails."""
+        mode = self.trace or self.command.trace
+        if mode == "on-retry":
+            retried = self.attempt > 1
+            return retried, retried
+        return mode in ("on", "on-failure"), mode == "on"
 
 
 @dataclass(kw_only=True)
@@ -225,13 +234,14 @@ class SessionEngine:
                 pspec = await proxy_spec(chosen[1], url=self.url)
                 proxy_cfg = await self._proxy_config(pspec)
                 await self._check_exit_ip(loaded, proxy_id, pspec)
+            record, keep_always = req.trace_plan()
             spec = LaunchSpec(
                 profile_name=loaded.spec.name,
                 fingerprint=loaded.spec.fingerprint,
                 state_mode=loaded.spec.state_mode,
                 proxy=proxy_cfg,
-                trace=req.trace == "on",
-                trace_on_failure=req.trace == "on-failure",
+                trace=keep_always,
+                trace_on_failure=record and not keep_always,
                 run_key=f"run-{run_id}",
             )
             ctx = CommandContext(

@@ -242,6 +242,10 @@ def test_bad_steps(body: str, message: str, error: type[Exception]) -> None:
             "name: demo\nversion: '1'\nparams: {'bad-name': {type: int}}",
             "parameter name 'bad-name' is not valid",
         ),
+        (
+            "name: demo\nversion: '1'\ntrace: sometimes",
+            "trace: Input should be 'off', 'on', 'on-failure' or 'on-retry'",
+        ),
     ],
 )
 def test_bad_command_fields(head: str, message: str) -> None:

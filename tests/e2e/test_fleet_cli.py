@@ -93,6 +93,8 @@ BAD_RUNS = [
     (["run", "counted", "--tag", "cli", "-p", "count=1", "-p", "base_url=x", "-p", "colour=red"],
      "unknown parameter 'colour'"),
     (["run", "counted", "--tag", "cli", "-p", "count"], "--param 'count' is not key=value"),
+    (["run", "counted", "--tag", "cli", "-p", "count=1", "-p", "base_url=x", "--trace", "always"],
+     "--trace 'always' is not one of off, on, on-failure, on-retry"),
     (["schedule", "add", "counted", "--tag", "cli", "--cron", "61 * * * *", "-p", "count=1",
       "-p", "base_url=x"], "--cron '61 * * * *'"),
     (["schedule", "add", "counted", "--tag", "cli", "--cron", "0 * * * *", "--timezone",

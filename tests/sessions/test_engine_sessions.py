@@ -35,17 +35,16 @@ LOGIN = parse_command(
         ],
     }
 )
-BROKEN = parse_command(
-    {
-        "name": "broken",
-        "version": "1",
-        "params": {"base_url": {"type": "str"}},
-        "steps": [
-            {"goto": "{{ params.base_url }}/account"},
-            {"click": {"selector": "#no-such-button", "timeout": 1}},
-        ],
-    }
-)
+BROKEN_YAML = {
+    "name": "broken",
+    "version": "1",
+    "params": {"base_url": {"type": "str"}},
+    "steps": [
+        {"goto": "{{ params.base_url }}/account"},
+        {"click": {"selector": "#no-such-button", "timeout": 1}},
+    ],
+}
+BROKEN = parse_command(BROKEN_YAML)
 
 
 @pytest.fixture(scope="module")
@@ -146,3 +145,52 @@ def test_two_sessions_on_one_profile_never_overlap(prefect_api: str, home: Path,
     assert first.status == second.status == "ok"
     assert first.ended_at is not None
     assert second.started_at >= first.ended_at  # the second waited for the first's lease
+
+
+def test_trace_modes_record_when_asked(prefect_api: str, home: Path, site) -> None:
+    """Default on-retry: a first attempt records no trace (a failure still gets its
+    screenshot), a retried attempt keeps one; on-failure keeps the failing session's trace;
+    a command's own `trace:` setting is the default a request can override."""
+    _profile("eng-trace")
+    traced_command = parse_command({**BROKEN_YAML, "trace": "on-failure"})
+    assert BROKEN.trace == "on-retry" and traced_command.trace == "on-failure"
+
+    async def failed(req: SessionRequest) -> dict[str, str]:
+        with pytest.raises(StepError) as caught:
+            await engine.run(req)
+        return caught.value.session_result.artifacts  # type: ignore[attr-defined,no-any-return]
+
+    async def go() -> None:
+        params = {"base_url": site.url}
+        first = await failed(SessionRequest(profile="eng-trace", command=BROKEN, params=params))
+        assert "failure" in first and "trace" not in first
+        retried = await failed(
+            SessionRequest(profile="eng-trace", command=BROKEN, params=params, attempt=2)
+        )
+        assert {"failure", "trace"} <= set(retried)
+        own = await failed(
+            SessionRequest(profile="eng-trace", command=traced_command, params=params)
+        )
+        assert {"failure", "trace"} <= set(own)
+        off = await failed(
+            SessionRequest(profile="eng-trace", command=traced_command, params=params, trace="off")
+        )
+        assert "trace" not in off
+        ok = await engine.run(
+            SessionRequest(profile="eng-trace", command=LOGIN, params=params, trace="on-failure")
+        )
+        assert "trace" not in ok.artifacts
+        kept = await engine.run(SessionRequest(profile="eng-trace", command=LOGIN,
+                                               params=params, trace="on"))  # fmt: skip
+        assert Path(kept.artifacts["trace"]).stat().st_size > 0
+
+    engine = SessionEngine()
+
+    async def main() -> None:
+        async with engine:
+            await go()
+
+    asyncio.run(main())
+    rows = [r for r in _run_rows() if r.profile_name == "eng-trace"]
+    assert [r.status for r in rows] == ["failed"] * 4 + ["ok"] * 2
+    assert "trace" in rows[1].artifacts and "trace" not in rows[0].artifacts
