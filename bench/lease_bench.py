@@ -26,8 +26,9 @@ CONCURRENCY = 4
 _HOW = {
     "prefect": "prefect.concurrency.asyncio.concurrency(limit per profile, occupy=1, "
     f"strict=True, lease_duration={LEASE_TTL.total_seconds():g})",
-    "catalogue": "fleetwright.sessions.lease: conditional UPDATE of the profile row to take, "
-    "renewed in the background, UPDATE to give back",
+    "catalogue": "fleetwright.sessions.lease: conditional UPDATE of the profile row to take "
+    "(in the transaction that adds the run row), "
+    "renewed in the background, given back in the transaction that records the outcome",
 }
 
 

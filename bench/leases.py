@@ -52,11 +52,11 @@ async def _prefect_lease(_id: int, name: str, _holder: str, **_kw: Any) -> Async
 
 @contextlib.contextmanager
 def use_lease(kind: LeaseKind) -> Iterator[None]:
-    """Make SessionEngine.run take `kind` of lease until the block ends."""
-    original = engine_lease.lease
-    replacement = {"none": _no_lease, "prefect": _prefect_lease, "catalogue": original}[kind]
-    engine_lease.lease = replacement  # type: ignore[assignment]
+    """Make SessionEngine.run take `kind` of lease until the block ends ("catalogue" is the
+    engine's own, taken in the transaction that starts the run)."""
+    original = engine_lease.external
+    engine_lease.external = {"none": _no_lease, "prefect": _prefect_lease, "catalogue": None}[kind]
     try:
         yield
     finally:
-        engine_lease.lease = original
+        engine_lease.external = original

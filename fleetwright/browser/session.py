@@ -72,8 +72,10 @@ class BrowserSession:
 
     async def capture_state(self) -> BrowserState:
         """Cookies, localStorage, IndexedDB and sessionStorage of the live context."""
-        storage = await self.context.storage_state(indexed_db=True)
-        session_storage = await capture_session_storage(list(self.context.pages))
+        storage, session_storage = await asyncio.gather(
+            self.context.storage_state(indexed_db=True),
+            capture_session_storage(list(self.context.pages)),
+        )
         return BrowserState(storage=dict(storage), session_storage=session_storage)
 
     async def save_state(self, run_id: int | None = None) -> int:

@@ -8,6 +8,7 @@ and points the profile at it, so a process killed at any moment leaves the previ
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -16,7 +17,7 @@ import secrets
 import shutil
 import socket
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -124,11 +125,17 @@ class StateStore:
 
     def _switch(
         self, profile_name: str, path: Path, *, size: int, checksum: str, run_id: int | None
-    ) -> tuple[int, list[Path]]:
-        """One transaction: add the version row, point the profile at it; then prune."""
+    ) -> tuple[int, list[Path], set[Path]]:
+        """One transaction: add the version row, point the profile at it, drop the rows beyond
+        the newest `keep`. Returns the version, the dropped rows' paths, the kept ones."""
         with session_scope(self.url) as session:
             profile = self._profile(session, profile_name, lock=True)
-            version = self._next_version(session, profile)
+            rows = session.scalars(
+                select(ProfileState)
+                .where(ProfileState.profile_id == profile.id)
+                .order_by(ProfileState.version.desc())
+            ).all()
+            version = max(profile.state_version, rows[0].version if rows else 0) + 1
             session.add(
                 ProfileState(
                     profile_id=profile.id,
@@ -140,21 +147,14 @@ class StateStore:
                 )
             )
             profile.state_version = version
-        return version, self._prune(profile_name)
-
-    def _prune(self, profile_name: str) -> list[Path]:
-        """Drop rows beyond the newest `keep` (never the current one); return their paths."""
-        with session_scope(self.url) as session:
-            profile = self._profile(session, profile_name)
-            rows = session.scalars(
-                select(ProfileState)
-                .where(ProfileState.profile_id == profile.id)
-                .order_by(ProfileState.version.desc())
-            ).all()
-            doomed = [r for r in rows[self.keep :] if r.version != profile.state_version]
+            kept, doomed = rows[: max(self.keep - 1, 0)], rows[max(self.keep - 1, 0) :]
             for row in doomed:
                 session.delete(row)
-            return [self._abs(r.path) for r in doomed]
+            return (
+                version,
+                [self._abs(r.path) for r in doomed],
+                {path, *(self._abs(r.path) for r in kept)},
+            )
 
     def _delete_paths(self, paths: list[Path]) -> None:
         for path in paths:
@@ -171,10 +171,13 @@ class StateStore:
             ).all()
             return {self._abs(p) for p in stored}
 
-    def _sweep_orphans(self, profile_name: str, *, keep: Path) -> None:
+    def _sweep_orphans(
+        self, profile_name: str, *, keep: Path, referenced: set[Path] | None = None
+    ) -> None:
         """Remove version files no row points at (left by a save killed before its switch)."""
         folder = self.profile_dir(profile_name)
-        referenced = self._referenced(profile_name)
+        if referenced is None:
+            referenced = self._referenced(profile_name)
         for entry in folder.glob("[vp][0-9]*"):
             if entry != keep and entry not in referenced:
                 logger.info("Removing unreferenced state %s", entry.name)
@@ -221,22 +224,32 @@ class StateStore:
             ) from None
 
     def save(self, profile_name: str, state: BrowserState, run_id: int | None = None) -> int:
-        """Write `state` as a new version and switch the profile to it; returns the version."""
+        """Write `state` as a new version and switch the profile to it; returns the version.
+
+        The file is named before its version is known (one catalogue transaction per save):
+        v<UTC time>-<random>.json; the catalogue row says which version it is.
+        """
         folder = self.profile_dir(profile_name)
-        with session_scope(self.url) as session:
-            guess = self._next_version(session, self._profile(session, profile_name))
-        path = folder / f"v{guess:06d}-{secrets.token_hex(4)}.json"
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
+        path = folder / f"v{stamp}-{secrets.token_hex(4)}.json"
         data = json.dumps(state.model_dump(mode="json"), separators=(",", ":")).encode()
         atomic_write_bytes(path, data)
-        version, old = self._switch(
-            profile_name,
-            path,
-            size=len(data),
-            checksum=hashlib.sha256(data).hexdigest(),
-            run_id=run_id,
-        )
+        # a switch that fails leaves the file unreferenced; the next save's sweep removes it
+        try:
+            version, old, referenced = self._switch(
+                profile_name,
+                path,
+                size=len(data),
+                checksum=hashlib.sha256(data).hexdigest(),
+                run_id=run_id,
+            )
+        except NotFoundError:  # no such profile: nothing was written to the catalogue
+            path.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+            raise
         self._delete_paths(old)
-        self._sweep_orphans(profile_name, keep=path)
+        self._sweep_orphans(profile_name, keep=path, referenced=referenced)
         logger.info("Saved state version %d of profile %s", version, profile_name)
         return version
 
@@ -345,11 +358,11 @@ class StateStore:
             os.rename(staging, target)
             shutil.rmtree(workdir, ignore_errors=True)
         fsync_dir(folder)
-        version, old = self._switch(
+        version, old, referenced = self._switch(
             profile_name, target, size=dir_size(target), checksum="", run_id=run_id
         )
         self._delete_paths(old)
-        self._sweep_orphans(profile_name, keep=target)
+        self._sweep_orphans(profile_name, keep=target, referenced=referenced)
         self._stage(folder, target)
         logger.info("Saved persistent state version %d of profile %s", version, profile_name)
         return version

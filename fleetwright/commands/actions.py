@@ -119,7 +119,7 @@ _TABLE_JS = """(el) => {
 
 async def _extract(page: Page, step: m.ExtractStep, env: StepEnv) -> dict[str, Any]:
     loc = page.locator(step.selector)
-    if not (step.kind == "list" and step.allow_empty):
+    if step.kind == "list" and not step.allow_empty:  # the others wait for their element
         await loc.first.wait_for(state="attached", timeout=env.ms)
     if step.kind == "text":
         text = (await loc.first.inner_text(timeout=env.ms)).strip()
@@ -135,7 +135,7 @@ async def _extract(page: Page, step: m.ExtractStep, env: StepEnv) -> dict[str, A
         else:
             items = [t.strip() for t in await loc.all_inner_texts()]
         return {"items": items, "count": len(items), "value": items}
-    table = await loc.first.evaluate(_TABLE_JS)
+    table = await loc.first.evaluate(_TABLE_JS, timeout=env.ms)
     if table is None:
         raise StepError(f"{env.label}: {step.selector!r} is not a table and holds no table")
     headers = list(table["headers"])

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import random
 import socket
 import time
 import uuid
@@ -17,7 +18,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import selectinload
 
 from fleetwright.browser import BrowserPool, LaunchSpec, ProxyConfig
@@ -108,6 +109,12 @@ class _Loaded:
     spec: ProfileSpec
 
 
+@dataclass
+class _Begun:
+    run_id: int
+    proxy: tuple[int, str] | None
+
+
 class SessionEngine:
     """Runs sessions on one event loop, keeping browsers and relays warm between them."""
 
@@ -144,7 +151,16 @@ class SessionEngine:
         finally:
             await self.relays.close()
 
-    def _load(self, name: str) -> _Loaded:
+    def _begin(
+        self, name: str, holder: str, req: SessionRequest, *, take_lease: bool
+    ) -> tuple[_Loaded, _Begun | None]:
+        """One transaction: read the profile, take its lease, pick its proxy, add the run row.
+
+        Returns the profile and, when the lease was taken (or not wanted), the run's start;
+        None when another run holds the lease (nothing was written).
+        """
+        from fleetwright.proxies.pools import choose_proxy
+
         with session_scope(self.url) as s:
             row = s.scalar(
                 select(Profile)
@@ -155,25 +171,15 @@ class SessionEngine:
                 raise NotFoundError(f"unknown profile {name!r}; see `fleetwright profile list`")
             if row.status != "active":
                 raise ValidationError(f"profile {name!r} is {row.status}; only active ones run")
-            return _Loaded(row.id, row_to_spec(row))
-
-    def _choose_proxy(self, profile_id: int) -> tuple[int, str] | None:
-        from fleetwright.proxies.pools import choose_proxy
-
-        with session_scope(self.url) as s:
-            row = s.get(Profile, profile_id)
-            assert row is not None
-            if row.proxy_id is None and row.proxy_pool_id is None:
-                return None
-            proxy = choose_proxy(s, row)
-            if proxy is None:
-                return None
-            return proxy.id, proxy.name
-
-    def _start_run(self, loaded: _Loaded, req: SessionRequest, proxy: str | None) -> int:
-        with session_scope(self.url) as s:
+            loaded = _Loaded(row.id, row_to_spec(row))
+            if take_lease and not leases.take(s, row.id, holder, self.settings.lease_ttl):
+                return loaded, None
+            chosen = None
+            if row.proxy_id is not None or row.proxy_pool_id is not None:
+                proxy = choose_proxy(s, row)
+                chosen = (proxy.id, proxy.name) if proxy is not None else None
             run = Run(
-                profile_id=loaded.profile_id,
+                profile_id=row.id,
                 profile_name=loaded.spec.name,
                 command_name=req.command.name,
                 command_version=req.command.version,
@@ -181,26 +187,57 @@ class SessionEngine:
                 task_run_id=req.task_run_id,
                 attempts=req.attempt,
                 status="running",
-                proxy_name=proxy,
+                proxy_name=chosen[1] if chosen else None,
             )
             s.add(run)
             s.flush()
-            return run.id
+            return loaded, _Begun(run_id=run.id, proxy=chosen)
 
-    def _finish_run(self, run_id: int, result: SessionResult, extra: dict[str, Any]) -> None:
+    def _end(
+        self,
+        run_id: int,
+        result: SessionResult,
+        extra: dict[str, Any],
+        release: tuple[int, str] | None,
+    ) -> None:
+        """One transaction: the run row's outcome, and the lease given back."""
         with session_scope(self.url) as s:
-            run = s.get(Run, run_id)
-            if run is None:
-                return
-            run.status = result.status
-            run.ended_at = utcnow()
-            run.duration_ms = result.duration_ms
-            run.error = result.error
-            run.error_type = result.error_type
-            run.outputs = result.outputs
-            run.artifacts = result.artifacts
-            run.model = extra.get("model")
-            run.tokens_used = extra.get("tokens_used")
+            s.execute(
+                update(Run)
+                .where(Run.id == run_id)
+                .values(
+                    status=result.status,
+                    ended_at=utcnow(),
+                    duration_ms=result.duration_ms,
+                    error=result.error,
+                    error_type=result.error_type,
+                    outputs=result.outputs,
+                    artifacts=result.artifacts,
+                    model=extra.get("model"),
+                    tokens_used=extra.get("tokens_used"),
+                )
+                .execution_options(synchronize_session=False)
+            )
+            if release is not None:
+                leases.release_in(s, release[0], release[1])
+
+    async def _start(self, req: SessionRequest, holder: str) -> tuple[_Loaded, _Begun]:
+        """Begin the session, waiting up to lease_wait (with back-off) for a busy profile."""
+        wait = self.settings.lease_wait
+        deadline = time.monotonic() + wait.total_seconds()
+        delay = 0.05
+        take = leases.external is None
+        while True:
+            loaded, begun = await asyncio.to_thread(
+                self._begin, req.profile, holder, req, take_lease=take
+            )
+            if begun is not None:
+                return loaded, begun
+            if time.monotonic() >= deadline:
+                other = await asyncio.to_thread(leases.holder_of, loaded.profile_id, self.url)
+                raise leases.busy_error(loaded.spec.name, other, wait)
+            await asyncio.sleep(delay * (0.5 + random.random()))
+            delay = min(delay * 2, 1.0)
 
     async def run(self, req: SessionRequest) -> SessionResult:
         """Run the session; on failure the error is raised after the run row is recorded.
@@ -208,20 +245,45 @@ class SessionEngine:
         The raised error carries the SessionResult as `error.session_result`.
         """
         started = time.perf_counter()
-        loaded = await asyncio.to_thread(self._load, req.profile)
         holder = f"{req.flow_run_id or self.holder_prefix}:{uuid.uuid4().hex[:8]}"
-        async with leases.lease(
-            loaded.profile_id, loaded.spec.name, holder,
-            ttl=self.settings.lease_ttl, wait=self.settings.lease_wait, url=self.url,
-        ):  # fmt: skip
-            return await self._run_leased(req, loaded, started)
+        if leases.external is not None:
+            loaded, begun = await self._start(req, holder)
+            try:
+                async with leases.external(
+                    loaded.profile_id, loaded.spec.name, holder,
+                    ttl=self.settings.lease_ttl, wait=self.settings.lease_wait, url=self.url,
+                ):  # fmt: skip
+                    return await self._run_leased(req, loaded, begun, started, None)
+            except BaseException:
+                await asyncio.shield(asyncio.to_thread(self._abandon, begun.run_id))
+                raise
+        loaded, begun = await self._start(req, holder)
+        held = leases.ProfileLease(
+            loaded.profile_id, loaded.spec.name, holder, self.settings.lease_ttl, url=self.url
+        )
+        held.start_renewing()
+        return await self._run_leased(req, loaded, begun, started, held)
+
+    def _abandon(self, run_id: int) -> None:
+        """A run row whose session never started (its external lease was not granted)."""
+        with session_scope(self.url) as s:
+            s.execute(
+                update(Run)
+                .where(Run.id == run_id, Run.status == "running")
+                .values(status="failed", ended_at=utcnow(), error="no lease")
+                .execution_options(synchronize_session=False)
+            )
 
     async def _run_leased(
-        self, req: SessionRequest, loaded: _Loaded, started: float
+        self,
+        req: SessionRequest,
+        loaded: _Loaded,
+        begun: _Begun,
+        started: float,
+        held: leases.ProfileLease | None,
     ) -> SessionResult:
-        chosen = await asyncio.to_thread(self._choose_proxy, loaded.profile_id)
+        run_id, chosen = begun.run_id, begun.proxy
         proxy_id, proxy_name = (chosen[0], chosen[1]) if chosen else (None, None)
-        run_id = await asyncio.to_thread(self._start_run, loaded, req, proxy_name)
         result = SessionResult(profile=loaded.spec.name, status="failed", run_id=run_id,
                                proxy=proxy_name)  # fmt: skip
         extra: dict[str, Any] = {}
@@ -273,12 +335,27 @@ class SessionEngine:
                 artifacts.update(browser_session.artifact_paths)
             if pspec is not None:
                 await self._release_proxy(pspec)
-            if proxy_id is not None:
-                self._report_proxy(proxy_id, result)
+            if held is not None:
+                await held.stop_renewing()
             result.duration_ms = (time.perf_counter() - started) * 1000
             result.artifacts = {k: str(v) for k, v in artifacts.items()}
-            await asyncio.shield(asyncio.to_thread(self._finish_run, run_id, result, extra))
+            release = (held.profile_id, held.holder) if held is not None else None
+            await asyncio.shield(
+                asyncio.to_thread(self._finish, run_id, result, extra, release, proxy_id)
+            )
         return result
+
+    def _finish(
+        self,
+        run_id: int,
+        result: SessionResult,
+        extra: dict[str, Any],
+        release: tuple[int, str] | None,
+        proxy_id: int | None,
+    ) -> None:
+        if proxy_id is not None:
+            self._report_proxy(proxy_id, result)
+        self._end(run_id, result, extra, release)
 
     async def _proxy_config(self, pspec: ProxySpec) -> ProxyConfig:
         from fleetwright.proxies.browser import browser_proxy

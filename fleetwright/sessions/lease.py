@@ -13,38 +13,78 @@ import contextlib
 import logging
 import random
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager
 from datetime import timedelta
+from typing import Any
 
 from sqlalchemy import or_, update
+from sqlalchemy.orm import Session
 
 from fleetwright.catalogue.db import session_scope
 from fleetwright.catalogue.models import Profile, utcnow
 from fleetwright.errors import ProfileBusyError
 
-__all__ = ["ProfileLease", "acquire", "lease", "release", "renew"]
+__all__ = [
+    "ProfileLease",
+    "acquire",
+    "busy_error",
+    "external",
+    "holder_of",
+    "lease",
+    "release",
+    "release_in",
+    "renew",
+    "take",
+]
 
 logger = logging.getLogger(__name__)
 
 
+#: A lease kept outside the catalogue, used by the session engine instead of its own when set:
+#: an async context manager factory `(profile_id, name, holder, ttl=, wait=, url=)`. The lease
+#: benchmark sets it to compare a Prefect global concurrency limit and no lease at all.
+external: Callable[..., AbstractAsyncContextManager[Any]] | None = None
+
+
+def take(session: Session, profile_id: int, holder: str, ttl: timedelta) -> bool:
+    """In the caller's transaction: take the lease if it is free, expired or already ours."""
+    now = utcnow()
+    result = session.execute(
+        update(Profile)
+        .where(
+            Profile.id == profile_id,
+            or_(
+                Profile.lease_holder.is_(None),
+                Profile.lease_expires_at < now,
+                Profile.lease_holder == holder,
+            ),
+        )
+        .values(lease_holder=holder, lease_expires_at=now + ttl, updated_at=Profile.updated_at)
+        .execution_options(synchronize_session=False)
+    )
+    return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+
+
 def acquire(profile_id: int, holder: str, ttl: timedelta, *, url: str | None = None) -> bool:
     """Take the profile's lease if it is free, expired or already ours."""
-    now = utcnow()
     with session_scope(url) as s:
-        result = s.execute(
-            update(Profile)
-            .where(
-                Profile.id == profile_id,
-                or_(
-                    Profile.lease_holder.is_(None),
-                    Profile.lease_expires_at < now,
-                    Profile.lease_holder == holder,
-                ),
-            )
-            .values(lease_holder=holder, lease_expires_at=now + ttl, updated_at=Profile.updated_at)
-            .execution_options(synchronize_session=False)
+        return take(s, profile_id, holder, ttl)
+
+
+def release_in(session: Session, profile_id: int, holder: str) -> None:
+    """In the caller's transaction: give the lease back (only if it is still ours)."""
+    session.execute(
+        update(Profile)
+        .where(Profile.id == profile_id, Profile.lease_holder == holder)
+        .values(
+            lease_holder=None,
+            lease_expires_at=None,
+            lease_proxy_id=None,
+            updated_at=Profile.updated_at,
         )
-        return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+        .execution_options(synchronize_session=False)
+    )
 
 
 def renew(profile_id: int, holder: str, ttl: timedelta, *, url: str | None = None) -> bool:
@@ -62,20 +102,10 @@ def renew(profile_id: int, holder: str, ttl: timedelta, *, url: str | None = Non
 def release(profile_id: int, holder: str, *, url: str | None = None) -> None:
     """Give the lease back (only if it is still ours)."""
     with session_scope(url) as s:
-        s.execute(
-            update(Profile)
-            .where(Profile.id == profile_id, Profile.lease_holder == holder)
-            .values(
-                lease_holder=None,
-                lease_expires_at=None,
-                lease_proxy_id=None,
-                updated_at=Profile.updated_at,
-            )
-            .execution_options(synchronize_session=False)
-        )
+        release_in(s, profile_id, holder)
 
 
-def _holder_of(profile_id: int, url: str | None) -> str | None:
+def holder_of(profile_id: int, url: str | None) -> str | None:
     with session_scope(url) as s:
         row = s.get(Profile, profile_id)
         return row.lease_holder if row else None
@@ -106,12 +136,25 @@ class ProfileLease:
     def start_renewing(self) -> None:
         self._task = asyncio.create_task(self._renew_loop())
 
-    async def release(self) -> None:
+    async def stop_renewing(self) -> None:
+        """Stop renewing (the caller gives the lease back in its own transaction)."""
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+            self._task = None
+
+    async def release(self) -> None:
+        await self.stop_renewing()
         await asyncio.shield(asyncio.to_thread(release, self.profile_id, self.holder, url=self.url))
+
+
+def busy_error(name: str, holder: str | None, wait: timedelta) -> ProfileBusyError:
+    """The error for a profile whose lease stayed taken for the whole wait."""
+    return ProfileBusyError(
+        f"profile {name!r} is in use by run {holder}; waited "
+        f"{wait.total_seconds():g}s. Try again when that run ends, or raise lease_wait"
+    )
 
 
 @contextlib.asynccontextmanager
@@ -129,11 +172,8 @@ async def lease(
     delay = 0.05
     while not await asyncio.to_thread(acquire, profile_id, holder, ttl, url=url):
         if time.monotonic() >= deadline:
-            other = await asyncio.to_thread(_holder_of, profile_id, url)
-            raise ProfileBusyError(
-                f"profile {name!r} is in use by run {other}; waited "
-                f"{wait.total_seconds():g}s. Try again when that run ends, or raise lease_wait"
-            )
+            other = await asyncio.to_thread(holder_of, profile_id, url)
+            raise busy_error(name, other, wait)
         await asyncio.sleep(delay * (0.5 + random.random()))
         delay = min(delay * 2, 1.0)
     held = ProfileLease(profile_id, name, holder, ttl, url=url)

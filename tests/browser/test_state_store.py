@@ -72,8 +72,8 @@ def test_keeps_only_the_last_n_versions(home: Path, monkeypatch: pytest.MonkeyPa
     for value in "abcd":
         store.save("bo", state(value))
     assert [v.version for v in store.versions("bo")] == [4, 3]
-    files = sorted(p.name for p in store.profile_dir("bo").iterdir())
-    assert len(files) == 2 and all(f.startswith(("v000004", "v000003")) for f in files)
+    files = {p.name for p in store.profile_dir("bo").iterdir()}
+    assert files == {v.path.name for v in store.versions("bo")} and len(files) == 2
     store.rollback("bo", 3)
     store.save("bo", state("e"))
     assert [v.version for v in store.versions("bo")] == [5, 4]
@@ -85,6 +85,7 @@ def test_unknown_profile_and_corrupt_state(home: Path) -> None:
         store.load("nobody")
     with pytest.raises(NotFoundError):
         store.save("nobody", state("x"))
+    assert not store.profile_dir("nobody").exists(), "nothing left behind for an unknown profile"
     add_profile(store.url, "cy")
     store.save("cy", state("good"))
     store.save("cy", state("bad"))
