@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from fleetwright.browser.artifacts import SessionArtifacts, default_run_key
 from fleetwright.browser.chromium import chromium_args, find_chromium, needs_no_sandbox
@@ -234,15 +234,25 @@ class BrowserPool:
     # -- sessions -----------------------------------------------------------------------
     @contextlib.asynccontextmanager
     async def session(
-        self, spec: LaunchSpec, *, timeout: timedelta | None = None
+        self,
+        spec: LaunchSpec,
+        *,
+        timeout: timedelta | None = None,
+        state: BrowserState | Literal["load"] | None = "load",
     ) -> AsyncIterator[BrowserSession]:
         """Open a session for `spec`; closed whatever happens. Playwright errors are mapped
-        to Fleetwright's (a crashed or killed browser raises BrowserCrashError)."""
+        to Fleetwright's (a crashed or killed browser raises BrowserCrashError).
+
+        Storage mode restores the profile's saved state, read from the store ("load"), or
+        the one the caller already read (a BrowserState, or None for a never-saved profile).
+        """
         artifacts = SessionArtifacts.for_run(
             spec.run_key or default_run_key(spec.profile_name), home=self.settings.home
         )
-        opener = self._open_storage if spec.state_mode == "storage" else self._open_persistent
-        session, entry = await opener(spec, artifacts)
+        if spec.state_mode == "storage":
+            session, entry = await self._open_storage(spec, artifacts, state)
+        else:
+            session, entry = await self._open_persistent(spec, artifacts)
         failed = True
         limit = asyncio.timeout(timeout.total_seconds() if timeout is not None else None)
         try:
@@ -284,11 +294,17 @@ class BrowserPool:
                 await self._release(entry)
 
     async def _open_storage(
-        self, spec: LaunchSpec, artifacts: SessionArtifacts
+        self,
+        spec: LaunchSpec,
+        artifacts: SessionArtifacts,
+        preloaded: BrowserState | Literal["load"] | None = "load",
     ) -> tuple[BrowserSession, _Browser]:
         state: BrowserState | None = None
         if spec.restore_state:
-            state = await asyncio.to_thread(self.store.load, spec.profile_name)
+            if preloaded == "load":
+                state = await asyncio.to_thread(self.store.load, spec.profile_name)
+            else:
+                state = preloaded
         entry = await self._acquire()
         try:
             assert entry.browser is not None

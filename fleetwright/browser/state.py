@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from fleetwright.browser.files import (
@@ -38,7 +38,7 @@ from fleetwright.errors import NotFoundError, StateError
 from fleetwright.settings import get_settings
 from fleetwright.specs import block_name_for
 
-__all__ = ["BrowserState", "StateStore", "StateVersion"]
+__all__ = ["BrowserState", "StateStore", "StateVersion", "StoredRef"]
 
 logger = logging.getLogger(__name__)
 _HOST = socket.gethostname().replace("-", "_")
@@ -52,6 +52,16 @@ class BrowserState(BaseModel):
     format: int = 1
     storage: dict[str, Any] = Field(default_factory=lambda: {"cookies": [], "origins": []})
     session_storage: dict[str, dict[str, str]] = Field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class StoredRef:
+    """Which saved state a profile points at: version (0: never saved), file, checksum."""
+
+    profile_name: str
+    version: int
+    path: str | None
+    checksum: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,16 +139,26 @@ class StateStore:
         """One transaction: add the version row, point the profile at it, drop the rows beyond
         the newest `keep`. Returns the version, the dropped rows' paths, the kept ones."""
         with session_scope(self.url) as session:
-            profile = self._profile(session, profile_name, lock=True)
-            rows = session.scalars(
-                select(ProfileState)
-                .where(ProfileState.profile_id == profile.id)
+            found = session.execute(
+                select(Profile.id, Profile.state_version)
+                .where(Profile.name == profile_name)
+                .with_for_update()
+            ).one_or_none()
+            if found is None:
+                raise NotFoundError(
+                    f"Profile {profile_name!r} is not in the catalogue; "
+                    "create it first (fleetwright profile add)"
+                )
+            profile_id, current = found
+            rows = session.execute(
+                select(ProfileState.id, ProfileState.version, ProfileState.path)
+                .where(ProfileState.profile_id == profile_id)
                 .order_by(ProfileState.version.desc())
             ).all()
-            version = max(profile.state_version, rows[0].version if rows else 0) + 1
-            session.add(
-                ProfileState(
-                    profile_id=profile.id,
+            version = max(current, rows[0].version if rows else 0) + 1
+            session.execute(
+                insert(ProfileState).values(
+                    profile_id=profile_id,
                     version=version,
                     path=self._rel(path),
                     size_bytes=size,
@@ -146,10 +166,14 @@ class StateStore:
                     run_id=run_id,
                 )
             )
-            profile.state_version = version
+            session.execute(
+                update(Profile).where(Profile.id == profile_id).values(state_version=version)
+            )
             kept, doomed = rows[: max(self.keep - 1, 0)], rows[max(self.keep - 1, 0) :]
-            for row in doomed:
-                session.delete(row)
+            if doomed:
+                session.execute(
+                    delete(ProfileState).where(ProfileState.id.in_([r.id for r in doomed]))
+                )
             return (
                 version,
                 [self._abs(r.path) for r in doomed],
@@ -188,17 +212,41 @@ class StateStore:
                 self._delete_paths([entry])
 
     # -- storage mode ------------------------------------------------------------------
+    def current_in(self, session: Session, profile_name: str) -> StoredRef:
+        """In the caller's transaction: the version the profile points at, and its file."""
+        found = session.execute(
+            select(Profile.state_version, ProfileState.path, ProfileState.checksum)
+            .outerjoin(
+                ProfileState,
+                (ProfileState.profile_id == Profile.id)
+                & (ProfileState.version == Profile.state_version),
+            )
+            .where(Profile.name == profile_name)
+        ).one_or_none()
+        if found is None:
+            raise NotFoundError(
+                f"Profile {profile_name!r} is not in the catalogue; "
+                "create it first (fleetwright profile add)"
+            )
+        return StoredRef(profile_name, found[0], found[1], found[2])
+
     def load(self, profile_name: str) -> BrowserState | None:
         """The profile's current storage state, or None when it has never been saved."""
-        version, row = self._current_row(profile_name)
-        if version == 0:
+        with session_scope(self.url) as session:
+            ref = self.current_in(session, profile_name)
+        return self.read(ref)
+
+    def read(self, ref: StoredRef) -> BrowserState | None:
+        """The storage state `ref` points at (None: never saved); checked against its checksum."""
+        profile_name, version = ref.profile_name, ref.version
+        if version <= 0:
             return None
-        if row is None:
+        if ref.path is None:
             raise StateError(
                 f"Profile {profile_name!r} points at state version {version}, which is missing; "
                 "roll back to a listed version (fleetwright profile state list)"
             )
-        path = self._abs(row.path)
+        path = self._abs(ref.path)
         if path.is_dir():
             raise StateError(
                 f"Profile {profile_name!r} has persistent state; launch it in persistent mode"
@@ -210,7 +258,7 @@ class StateStore:
                 f"State version {version} of profile {profile_name!r} cannot be read "
                 f"({exc.strerror}); roll back to an earlier version"
             ) from None
-        if row.checksum and hashlib.sha256(data).hexdigest() != row.checksum:
+        if ref.checksum and hashlib.sha256(data).hexdigest() != ref.checksum:
             raise StateError(
                 f"State version {version} of profile {profile_name!r} is corrupt "
                 "(checksum mismatch); roll back to an earlier version"

@@ -19,15 +19,17 @@ from pathlib import Path
 from typing import Any, Literal
 
 from sqlalchemy import select, update
-from sqlalchemy.orm import selectinload
+from sqlalchemy.orm import joinedload
 
 from fleetwright.browser import BrowserPool, LaunchSpec, ProxyConfig
+from fleetwright.browser.state import BrowserState
 from fleetwright.catalogue.db import session_scope
 from fleetwright.catalogue.models import Profile, Run, utcnow
 from fleetwright.commands import CommandContext, CommandSpec, TraceMode, run_steps
 from fleetwright.errors import (
     FleetwrightError,
     NotFoundError,
+    StateError,
     ValidationError,
 )
 from fleetwright.proxies.relay import RelayRegistry
@@ -113,6 +115,7 @@ class _Loaded:
 class _Begun:
     run_id: int
     proxy: tuple[int, str] | None
+    state: BrowserState | Literal["load"] | None = "load"
 
 
 class SessionEngine:
@@ -165,7 +168,7 @@ class SessionEngine:
             row = s.scalar(
                 select(Profile)
                 .where(Profile.name == name)
-                .options(selectinload(Profile.proxy), selectinload(Profile.proxy_pool))
+                .options(joinedload(Profile.proxy), joinedload(Profile.proxy_pool))
             )
             if row is None:
                 raise NotFoundError(f"unknown profile {name!r}; see `fleetwright profile list`")
@@ -174,6 +177,7 @@ class SessionEngine:
             loaded = _Loaded(row.id, row_to_spec(row))
             if take_lease and not leases.take(s, row.id, holder, self.settings.lease_ttl):
                 return loaded, None
+            stored = self.pool.store.current_in(s, name) if row.state_mode == "storage" else None
             chosen = None
             if row.proxy_id is not None or row.proxy_pool_id is not None:
                 proxy = choose_proxy(s, row)
@@ -191,7 +195,13 @@ class SessionEngine:
             )
             s.add(run)
             s.flush()
-            return loaded, _Begun(run_id=run.id, proxy=chosen)
+            begun = _Begun(run_id=run.id, proxy=chosen)
+        if stored is not None:  # read under the lease: no other run can switch it meanwhile
+            try:
+                begun.state = self.pool.store.read(stored)
+            except StateError:  # left to the pool, so the run row records the error
+                begun.state = "load"
+        return loaded, begun
 
     def _end(
         self,
@@ -313,7 +323,7 @@ class SessionEngine:
                 run={"id": run_id, "flow_run_id": req.flow_run_id, "attempt": req.attempt},
                 integrations=self.integrations,
             )
-            async with self.pool.session(spec, timeout=req.timeout) as session:
+            async with self.pool.session(spec, timeout=req.timeout, state=begun.state) as session:
                 browser_session = session
                 outcome = await run_steps(session.page, req.command, ctx)
                 result.outputs = _jsonable(outcome.outputs)

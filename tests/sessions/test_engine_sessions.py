@@ -194,3 +194,30 @@ def test_trace_modes_record_when_asked(prefect_api: str, home: Path, site) -> No
     rows = [r for r in _run_rows() if r.profile_name == "eng-trace"]
     assert [r.status for r in rows] == ["failed"] * 4 + ["ok"] * 2
     assert "trace" in rows[1].artifacts and "trace" not in rows[0].artifacts
+
+
+def test_corrupt_saved_state_fails_the_run_and_frees_the_lease(
+    prefect_api: str, home: Path, site
+) -> None:
+    from fleetwright.browser.state import StateStore
+    from fleetwright.errors import StateError
+
+    _profile("eng-corrupt")
+    params = {"base_url": site.url}
+
+    async def session() -> None:
+        async with SessionEngine() as engine:
+            await engine.run(SessionRequest(profile="eng-corrupt", command=LOGIN, params=params))
+
+    asyncio.run(session())
+    store = StateStore()
+    current = store.versions("eng-corrupt")[0].path
+    current.write_bytes(current.read_bytes()[:-3])
+    with pytest.raises(StateError, match="version 1 of profile 'eng-corrupt' is corrupt"):
+        asyncio.run(session())
+    row = [r for r in _run_rows() if r.profile_name == "eng-corrupt"][-1]
+    assert row.status == "failed" and row.error_type == "StateError" and row.ended_at
+    with session_scope() as s:
+        profile = s.scalar(select(Profile).where(Profile.name == "eng-corrupt"))
+        assert profile is not None and profile.lease_holder is None
+        assert profile.state_version == 1
