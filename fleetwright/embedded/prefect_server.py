@@ -14,7 +14,7 @@ from pathlib import Path
 
 import httpx
 
-from fleetwright.errors import PrefectUnavailableError
+from fleetwright.errors import ConfigurationError, PrefectUnavailableError
 
 __all__ = ["LocalPrefectServer", "free_port", "prefect_env", "redis_env"]
 
@@ -77,7 +77,13 @@ class LocalPrefectServer:
         workers: int = 1,
         redis_url: str | None = None,
     ) -> None:
-        """`workers` > 1 needs Postgres and `redis_url` (Prefect's scale-out set-up)."""
+        """`workers` > 1 needs Postgres and `redis_url` (Prefect's scale-out set-up): the API
+        then runs in `workers` processes and the services in one more process."""
+        if workers > 1 and not (redis_url and database_url and "postgresql" in database_url):
+            raise ConfigurationError(
+                f"a Prefect server with {workers} API workers needs a PostgreSQL database_url "
+                "and a redis_url (Prefect's multi-worker set-up)"
+            )
         self.workers = workers
         self.redis_url = redis_url
         self.prefect_home = prefect_home
@@ -85,6 +91,7 @@ class LocalPrefectServer:
         self.database_url = database_url
         self.extra_env = extra_env or {}
         self.process: subprocess.Popen[bytes] | None = None
+        self.services: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
@@ -108,7 +115,6 @@ class LocalPrefectServer:
             env.update(redis_env(self.redis_url))
         env.update(self.extra_env)
         env.pop("PREFECT_API_URL", None)
-        log = open(self.prefect_home / "server.log", "ab")  # noqa: SIM115 - owned by the child
         cmd = [
             sys.executable,
             "-m",
@@ -120,16 +126,29 @@ class LocalPrefectServer:
             "--port",
             str(self.port),
         ]
-        self.process = subprocess.Popen(
-            cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-        )
-        log.close()
+        if self.workers > 1:
+            # `--workers N` runs the API only (Prefect turns its services off): the services
+            # (events, automations, scheduler, ...) run in a process of their own. The workers
+            # and the services would race to migrate the database: migrate once, first.
+            self._migrate(env, timeout)
+            env["PREFECT_SERVER_DATABASE_MIGRATE_ON_START"] = "false"
+            cmd += ["--workers", str(self.workers)]
+        self.process = self._spawn(cmd, env, "server.log")
+        if self.workers > 1:
+            self.services = self._spawn(
+                [sys.executable, "-m", "prefect", "server", "services", "start"],
+                env,
+                "services.log",
+            )
         deadline = time.monotonic() + timeout.total_seconds()
         while time.monotonic() < deadline:
-            if self.process.poll() is not None:
+            if self.process.poll() is not None or (
+                self.services is not None and self.services.poll() is not None
+            ):
+                self.stop()
                 tail = (self.prefect_home / "server.log").read_text(errors="replace")[-800:]
                 raise PrefectUnavailableError(
-                    f"The local Prefect server exited at start (code {self.process.returncode}); "
+                    "The local Prefect server exited at start; "
                     f"see {self.prefect_home / 'server.log'}: {tail.strip().splitlines()[-1:]}",
                     retryable=False,
                 )
@@ -144,10 +163,43 @@ class LocalPrefectServer:
             retryable=False,
         )
 
+    def _migrate(self, env: dict[str, str], timeout: timedelta) -> None:
+        with open(self.prefect_home / "server.log", "ab") as log:
+            done = subprocess.run(
+                [sys.executable, "-m", "prefect", "server", "database", "upgrade", "-y"],
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                timeout=timeout.total_seconds(),
+                check=False,
+            )
+        if done.returncode != 0:
+            raise PrefectUnavailableError(
+                f"Migrating the Prefect database failed (code {done.returncode}); "
+                f"see {self.prefect_home / 'server.log'}",
+                retryable=False,
+            )
+
+    def _spawn(self, cmd: list[str], env: dict[str, str], log_name: str) -> subprocess.Popen[bytes]:
+        log = open(self.prefect_home / log_name, "ab")  # noqa: SIM115 - owned by the child
+        try:
+            return subprocess.Popen(
+                cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
+        finally:
+            log.close()
+
     def stop(self, *, timeout: timedelta = timedelta(seconds=15)) -> None:
-        """Stop the server and every process it started."""
-        proc, self.process = self.process, None
-        if proc is None or proc.poll() is not None:
+        """Stop the server (and its services process) and every process they started."""
+        services, self.services = self.services, None
+        for proc in (self.process, services):
+            if proc is not None:
+                self._stop_process(proc, timeout)
+        self.process = None
+
+    @staticmethod
+    def _stop_process(proc: subprocess.Popen[bytes], timeout: timedelta) -> None:
+        if proc.poll() is not None:
             return
         try:
             os.killpg(proc.pid, signal.SIGTERM)

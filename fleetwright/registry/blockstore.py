@@ -180,8 +180,26 @@ async def block_then_row(store: BlockStore, block: Block, name: str) -> AsyncIte
 
 
 @asynccontextmanager
-async def open_block_store(**client_args: Any) -> AsyncIterator[BlockStore]:
-    """A BlockStore on a fresh Prefect client; a clear error when the API does not answer."""
+async def open_block_store(
+    *, connections: int | None = None, **client_args: Any
+) -> AsyncIterator[BlockStore]:
+    """A BlockStore on a fresh Prefect client; a clear error when the API does not answer.
+
+    `connections`: how many requests the caller keeps in flight. The client keeps that many
+    HTTP connections alive (Prefect's default keeps 8 of 16): a request over the keep-alive
+    limit would otherwise open and close a connection of its own, on both sides.
+    """
+    if connections is not None:
+        settings = dict(client_args.pop("httpx_settings", None) or {})
+        settings.setdefault(
+            "limits",
+            httpx.Limits(
+                max_connections=max(connections, 16),
+                max_keepalive_connections=max(connections, 8),
+                keepalive_expiry=25,
+            ),
+        )
+        client_args["httpx_settings"] = settings
     client = get_client(**client_args)
     async with client:
         problem = await client.api_healthcheck()

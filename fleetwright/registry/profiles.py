@@ -11,9 +11,11 @@ import asyncio
 import logging
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from functools import partial
+from typing import Any, TypeVar
 
 from sqlalchemy import Select, func, select
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
@@ -23,6 +25,7 @@ from fleetwright.catalogue.models import Profile, ProfileTag, Proxy, ProxyPool
 from fleetwright.errors import AlreadyExistsError, FleetwrightError, NotFoundError, ValidationError
 from fleetwright.registry.blockstore import BlockStore, block_then_row, open_block_store
 from fleetwright.registry.events import emit
+from fleetwright.settings import get_settings
 from fleetwright.specs import ProfileSpec, block_name_for, validate_profile
 
 __all__ = [
@@ -42,7 +45,9 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 IMPORT_CHUNK = 500
-BLOCK_CONCURRENCY = 16
+# Block writes in flight: the Prefect server (one process) is the bottleneck; more requests
+# in flight only queue there (measured on 2 cores: 4-6 best, 16 slower). See docs/architecture.md.
+BLOCK_CONCURRENCY = 4
 
 
 def row_to_spec(row: Profile) -> ProfileSpec:
@@ -338,14 +343,22 @@ async def import_profiles(
     url: str | None = None,
     store: BlockStore | None = None,
     progress: Callable[[int], None] | None = None,
+    concurrency: int | None = None,
 ) -> ImportReport:
     """Create or update many profiles; `items` are (where, data) pairs, where = e.g. "item 3".
 
     Bad items are reported and skipped; good ones are written; re-importing the same file
-    changes nothing.
+    changes nothing. At most `concurrency` block writes are in flight (BLOCK_CONCURRENCY by
+    default). Chunks are pipelined: a chunk's rows are written (in a thread, one transaction)
+    while the next chunk's blocks are written. If a chunk's rows cannot be written, the blocks
+    this import created for it and for the chunk in flight are deleted again and the error is
+    raised; earlier chunks stay imported.
     """
+    limit = concurrency or BLOCK_CONCURRENCY
+    if limit < 1:
+        raise ValueError(f"concurrency must be at least 1, not {limit}")
     report = ImportReport()
-    specs: list[ProfileSpec] = []
+    specs: list[tuple[str, ProfileSpec]] = []
     seen: set[str] = set()
     for where, data in items:
         if not isinstance(data, dict):
@@ -362,92 +375,200 @@ async def import_profiles(
             )
             continue
         seen.add(spec.name)
-        specs.append(spec)
+        specs.append((where, spec))
     if progress and report.errors:
         progress(len(report.errors))
-    where_of = {data.get("name"): where for where, data in items if isinstance(data, dict)}
-    async with _store(store) as bs:
-        for start in range(0, len(specs), IMPORT_CHUNK):
-            chunk = specs[start : start + IMPORT_CHUNK]
-            await _import_chunk(chunk, report, bs, url, where_of)
-            if progress:
-                progress(len(chunk))
+    chunks = [specs[i : i + IMPORT_CHUNK] for i in range(0, len(specs), IMPORT_CHUNK)]
+    if not chunks:
+        return report
+    async with _store(store, connections=limit) as bs:
+        sem = asyncio.Semaphore(limit)
+        rows_task: asyncio.Task[_ChunkResult] | None = None
+        rows_blocks: list[str] = []
+        plan = await _db(url, _plan_chunk, chunks[0], url)
+        try:
+            for k in range(len(chunks)):
+                written = await _write_blocks(plan, bs, sem)
+                created = [i.document_id for i in written.items if i.created and i.document_id]
+                if rows_task is not None:
+                    try:
+                        _merge_result(report, await rows_task, progress)
+                    except BaseException:
+                        await _undo_blocks(bs, rows_blocks + created)
+                        raise
+                rows_task = asyncio.create_task(_db(url, _write_rows, written, url))
+                rows_blocks = created
+                if k + 1 < len(chunks):
+                    plan = await _db(url, _plan_chunk, chunks[k + 1], url)
+            assert rows_task is not None
+            try:
+                _merge_result(report, await rows_task, progress)
+            except BaseException:
+                await _undo_blocks(bs, rows_blocks)
+                raise
+        finally:
+            if rows_task is not None and not rows_task.done():
+                # cancelled or failed while a chunk's rows were being written: let them finish
+                await asyncio.wait([rows_task])
     return report
 
 
-async def _import_chunk(
-    chunk: list[ProfileSpec],
-    report: ImportReport,
-    bs: BlockStore,
-    url: str | None,
-    where_of: dict[Any, str],
-) -> None:
+T = TypeVar("T")
+
+
+async def _db(url: str | None, fn: Callable[..., T], *args: Any) -> T:
+    """Run catalogue work in a worker thread, so block writes go on meanwhile; inline for an
+    in-memory SQLite catalogue (each thread would see a database of its own)."""
+    u = make_url(url or get_settings().catalogue_url)
+    if u.get_backend_name() == "sqlite" and u.database in (None, "", ":memory:"):
+        return fn(*args)
+    return await asyncio.to_thread(partial(fn, *args))
+
+
+@dataclass
+class _Item:
+    """One profile of an import chunk on its way: spec, existing row (by id), block outcome."""
+
+    where: str
+    spec: ProfileSpec
+    row_id: int | None
+    document_id: str | None
+    created: bool = False
+    error: str | None = None
+
+
+@dataclass
+class _ChunkPlan:
+    items: list[_Item]
+    proxies: dict[str, int]
+    pools: dict[str, int]
+    errors: list[tuple[str, str]]
+    unchanged: int
+    size: int
+
+
+@dataclass
+class _ChunkResult:
+    created: int
+    updated: int
+    unchanged: int
+    errors: list[tuple[str, str]]
+    size: int
+
+
+def _plan_chunk(chunk: list[tuple[str, ProfileSpec]], url: str | None) -> _ChunkPlan:
+    """What a chunk needs written: unknown references and unchanged profiles are settled here."""
     with session_scope(url) as s:
-        proxies, pools = _lookup_refs(s, chunk)
+        proxies, pools = _lookup_refs(s, [spec for _, spec in chunk])
         existing = {
             r.name: r
             for r in s.scalars(
                 select(Profile)
-                .where(Profile.name.in_([c.name for c in chunk]))
+                .where(Profile.name.in_([spec.name for _, spec in chunk]))
                 .options(selectinload(Profile.proxy), selectinload(Profile.proxy_pool))
             )
         }
-        todo: list[tuple[ProfileSpec, Profile | None]] = []
-        for spec in chunk:
+        plan = _ChunkPlan([], proxies, pools, [], 0, len(chunk))
+        for where, spec in chunk:
             try:
                 _check_refs(spec, proxies, pools)
             except NotFoundError as exc:
-                report.errors.append((where_of.get(spec.name, spec.name), exc.message))
+                plan.errors.append((where, exc.message))
                 continue
             row = existing.get(spec.name)
-            if row is not None and row_to_spec(row) == spec and row.block_document_id:
-                report.unchanged += 1
+            if row is not None and row.block_document_id and row_to_spec(row) == spec:
+                plan.unchanged += 1
                 continue
-            todo.append((spec, row))
-
-        sem = asyncio.Semaphore(BLOCK_CONCURRENCY)
-
-        async def write_block(spec: ProfileSpec, row: Profile | None) -> str:
-            async with sem:
-                block = BrowserProfile.from_spec(spec)
-                if row is not None and row.block_document_id:
-                    await bs.update(row.block_document_id, block)
-                    return row.block_document_id
-                return str(await bs.create(block, block_name_for(spec.name)))
-
-        results = await asyncio.gather(
-            *(write_block(spec, row) for spec, row in todo), return_exceptions=True
-        )
-        for (spec, row), result in zip(todo, results, strict=True):
-            if isinstance(result, BaseException):
-                report.errors.append(
-                    (
-                        where_of.get(spec.name, spec.name),
-                        f"block write failed: {type(result).__name__}",
-                    )
+            plan.items.append(
+                _Item(
+                    where,
+                    spec,
+                    row.id if row is not None else None,
+                    row.block_document_id if row is not None else None,
                 )
+            )
+    return plan
+
+
+async def _write_blocks(plan: _ChunkPlan, bs: BlockStore, sem: asyncio.Semaphore) -> _ChunkPlan:
+    """Write the chunk's blocks, at most `sem` at a time; failures are noted on their item."""
+
+    async def write(item: _Item) -> None:
+        async with sem:
+            block = BrowserProfile.from_spec(item.spec)
+            try:
+                if item.document_id:
+                    await bs.update(item.document_id, block)
+                else:
+                    item.document_id = str(await bs.create(block, block_name_for(item.spec.name)))
+                    item.created = True
+            except Exception as exc:
+                item.error = f"block write failed: {type(exc).__name__}"
+
+    await asyncio.gather(*(write(item) for item in plan.items))
+    return plan
+
+
+def _write_rows(plan: _ChunkPlan, url: str | None) -> _ChunkResult:
+    """The chunk's rows, in one transaction (runs in a worker thread)."""
+    result = _ChunkResult(0, 0, plan.unchanged, list(plan.errors), plan.size)
+    with session_scope(url) as s:
+        ids = [item.row_id for item in plan.items if item.row_id is not None and not item.error]
+        rows = (
+            {r.id: r for r in s.scalars(select(Profile).where(Profile.id.in_(ids)))} if ids else {}
+        )
+        for item in plan.items:
+            if item.error is not None:
+                result.errors.append((item.where, item.error))
                 continue
+            row = rows.get(item.row_id) if item.row_id is not None else None
             if row is None:
-                row = Profile(block_name=block_name_for(spec.name))
+                row = Profile(block_name=block_name_for(item.spec.name))
                 s.add(row)
-                report.created += 1
+                result.created += 1
             else:
-                report.updated += 1
-            row.block_document_id = result
-            apply_spec(row, spec, proxies, pools)
+                result.updated += 1
+            row.block_document_id = item.document_id
+            apply_spec(row, item.spec, plan.proxies, plan.pools)
+    return result
+
+
+def _merge_result(
+    report: ImportReport, result: _ChunkResult, progress: Callable[[int], None] | None
+) -> None:
+    report.created += result.created
+    report.updated += result.updated
+    report.unchanged += result.unchanged
+    report.errors.extend(result.errors)
+    if progress:
+        progress(result.size)
+
+
+async def _undo_blocks(bs: BlockStore, document_ids: list[str]) -> None:
+    """Delete blocks whose rows could not be written (best effort; the reconcile is the net)."""
+
+    async def undo() -> None:
+        for doc_id in document_ids:
+            try:
+                await bs.delete(doc_id)
+            except Exception:
+                logger.warning("could not delete block %s after its row failed", doc_id)
+
+    await asyncio.shield(undo())
 
 
 class _store:
-    """Use the given BlockStore, or open one for the duration."""
+    """Use the given BlockStore, or open one for the duration (keeping `connections` open)."""
 
-    def __init__(self, store: BlockStore | None) -> None:
+    def __init__(self, store: BlockStore | None, *, connections: int | None = None) -> None:
         self.store = store
+        self.connections = connections
         self._cm: Any = None
 
     async def __aenter__(self) -> BlockStore:
         if self.store is not None:
             return self.store
-        self._cm = open_block_store()
+        self._cm = open_block_store(connections=self.connections)
         store: BlockStore = await self._cm.__aenter__()
         return store
 
