@@ -41,7 +41,14 @@ BENCHMARKS: tuple[Benchmark, ...] = (
     Benchmark(
         "sessions",
         "sessions_bench",
-        ("session_overhead_ratio", "session_start_ms", "persistent_launch_ms"),
+        (
+            "session_overhead_ratio",
+            "session_overhead_trace_ratio",
+            "session_start_ms",
+            "session_start_idb_ms",
+            "session_start_with_page_ms",
+            "persistent_launch_ms",
+        ),
     ),
     Benchmark(
         "throughput",

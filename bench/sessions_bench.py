@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import shutil
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from playwright.async_api import async_playwright
 
+from bench.fleet_common import alternate
 from bench.harness import Bench
 from bench.stats import Figure, ab_ratio, summary
 from bench.workload import FleetSession, bare_launch_kwargs, bare_session
@@ -16,10 +18,17 @@ from fleetwright.browser import BrowserPool, LaunchSpec
 
 __all__ = ["FIGURES", "run"]
 
-FIGURES = ("session_overhead_ratio", "session_start_ms", "persistent_launch_ms")
+FIGURES = (
+    "session_overhead_ratio",
+    "session_overhead_trace_ratio",
+    "session_start_ms",
+    "session_start_idb_ms",
+    "session_start_with_page_ms",
+    "persistent_launch_ms",
+)
 
 
-async def _overhead(bench: Bench, pool: BrowserPool, browser: Any) -> Figure:
+async def _overhead(bench: Bench, pool: BrowserPool, browser: Any) -> dict[str, Figure]:
     site = bench.site(0)
     per_round = bench.sizes.overhead_per_round
     names = bench.profiles(per_round, prefix="ovh")
@@ -32,68 +41,129 @@ async def _overhead(bench: Bench, pool: BrowserPool, browser: Any) -> Figure:
 
 async def _overhead_rounds(
     bench: Bench, fleet: FleetSession, browser: Any, names: list[str]
-) -> Figure:
+) -> dict[str, Figure]:
+    """Three sides per round, the order rotating: Fleetwright as configured by default
+    (traces on retries only), Fleetwright recording a trace of every session (on-failure),
+    bare Playwright. Both ratios are per round against that round's bare side."""
     site_url, per_round = fleet.base_url, len(names)
     # warm-up: both browsers launched, every profile has a saved state to restore from
     for name in names:
         await fleet.run(name)
     await bare_session(browser, site_url, "warm-up")
-    a_rounds: list[float] = []
-    b_rounds: list[float] = []
-    for r in range(bench.sizes.ab_rounds):
 
-        async def side_a() -> float:
+    def timed(one: Callable[[str], Awaitable[Any]]) -> Callable[[], Awaitable[float]]:
+        async def side() -> float:
             t0 = time.perf_counter()
             for name in names:
-                await fleet.run(name)
+                await one(name)
             return (time.perf_counter() - t0) * 1000 / per_round
 
-        async def side_b() -> float:
-            t0 = time.perf_counter()
-            for name in names:
-                await bare_session(browser, site_url, name)
-            return (time.perf_counter() - t0) * 1000 / per_round
+        return side
 
-        if r % 2 == 0:
-            a, b = await side_a(), await side_b()
-        else:
-            b, a = await side_b(), await side_a()
-        a_rounds.append(a)
-        b_rounds.append(b)
-    return ab_ratio(
-        a_rounds,
-        b_rounds,
-        unit="ratio",
-        a_name="fleetwright",
-        b_name="bare playwright (shared browser, new context per session)",
-        a_unit="ms/session",
-        sessions_per_side=per_round * bench.sizes.ab_rounds,
-        path=fleet.path,
-        delay_ms=0,
+    sides = await alternate(
+        bench.sizes.ab_rounds,
+        {
+            "fleet": timed(fleet.run),
+            "traced": timed(lambda name: fleet.run(name, trace="on-failure")),
+            "bare": timed(lambda name: bare_session(browser, site_url, name)),
+        },
     )
+    common = {
+        "unit": "ratio",
+        "b_name": "bare playwright (shared browser, new context per session)",
+        "a_unit": "ms/session",
+        "sessions_per_side": per_round * bench.sizes.ab_rounds,
+        "path": fleet.path,
+        "delay_ms": 0,
+    }
+    return {
+        "session_overhead_ratio": ab_ratio(
+            sides["fleet"], sides["bare"], a_name="fleetwright (default: trace on retry)", **common
+        ),
+        "session_overhead_trace_ratio": ab_ratio(
+            sides["traced"],
+            sides["bare"],
+            a_name="fleetwright recording a trace of every session (trace: on-failure)",
+            **common,
+        ),
+    }
 
 
-async def _session_start(bench: Bench, pool: BrowserPool, browser: Any) -> Figure:
-    names = bench.profiles(bench.sizes.overhead_per_round, prefix="ovh")
-    fleet_ms: list[float] = []
-    bare_ms: list[float] = []
-    for i in range(bench.sizes.start_n):
+_WRITE_STATE_JS = """(v) => {
+  localStorage.setItem("fw", v);
+  sessionStorage.setItem("fw", v);
+  document.cookie = "fw_js=" + encodeURIComponent(v) + "; path=/; max-age=86400";
+}"""
+
+
+async def _saved_states(bench: Bench, pool: BrowserPool, prefix: str, *, idb: bool) -> list[str]:
+    """Profiles with a saved state: a cookie, localStorage and sessionStorage on the bench site,
+    plus (idb) an IndexedDB database, as the site's /storage page writes them."""
+    names = bench.profiles(bench.sizes.overhead_per_round, prefix=prefix)
+    site = bench.site(0)
+    for name in names:
+        async with pool.session(LaunchSpec(profile_name=name)) as session:
+            page = session.page
+            if idb:
+                await page.goto(f"{site.url}/storage?write={name}")
+                await page.wait_for_function(
+                    "document.getElementById('status').textContent === 'ready'"
+                )
+            else:
+                await page.goto(f"{site.url}/login")
+                await page.evaluate(_WRITE_STATE_JS, name)
+            await session.save_state()
+    return names
+
+
+async def _start_times(
+    pool: BrowserPool, browser: Any, names: list[str], n: int
+) -> dict[str, list[float]]:
+    times: dict[str, list[float]] = {"restore": [], "open": [], "bare": [], "bare_page": []}
+    for i in range(n):
         name = names[i % len(names)]
+        async with pool.session(LaunchSpec(profile_name=name)) as session:
+            times["restore"].append(session.timings["restore_ms"])
+            times["open"].append(session.timings["open_ms"])
         state = pool.store.load(name)
         storage = state.storage if state is not None else None
         t0 = time.perf_counter()
-        async with pool.session(LaunchSpec(profile_name=name)):
-            fleet_ms.append((time.perf_counter() - t0) * 1000)
-        t0 = time.perf_counter()
         context = await browser.new_context(storage_state=storage)
+        times["bare"].append((time.perf_counter() - t0) * 1000)
         await context.new_page()
-        bare_ms.append((time.perf_counter() - t0) * 1000)
+        times["bare_page"].append((time.perf_counter() - t0) * 1000)
         await context.close()
-    fig = summary(fleet_ms, "ms", what="storage mode: state load + context + restore + page")
-    fig["baseline"] = summary(bare_ms, "ms") | {
-        "name": "bare new_context(storage_state=...) + new_page"
+    return times
+
+
+async def _session_start(bench: Bench, pool: BrowserPool, browser: Any) -> dict[str, Figure]:
+    """Storage-mode start from a saved state as BrowserPool.session() times it: state read +
+    context with it + restore script (`restore_ms`), and with the first page (`open_ms`); bare
+    Playwright given the same storage state beside each. Measured for a state of a cookie,
+    localStorage and sessionStorage, and again with an IndexedDB database added (Playwright
+    restores IndexedDB itself, through a page it opens on the origin)."""
+    plain = await _start_times(
+        pool, browser, await _saved_states(bench, pool, "start", idb=False), bench.sizes.start_n
+    )
+    with_idb = await _start_times(
+        pool, browser, await _saved_states(bench, pool, "idb", idb=True), bench.sizes.start_n
+    )
+    bare_name = "bare new_context(storage_state=...) with the same state"
+    what = "storage mode: saved state read + context with it + restore script"
+    figures: dict[str, Figure] = {}
+    for key, times, kind in (
+        ("session_start_ms", plain, "cookie, localStorage, sessionStorage"),
+        ("session_start_idb_ms", with_idb, "cookie, localStorage, sessionStorage, IndexedDB"),
+    ):
+        fig = summary(times["restore"], "ms", what=f"{what}; state: {kind}")
+        fig["baseline"] = summary(times["bare"], "ms") | {"name": bare_name}
+        figures[key] = fig
+    page = summary(plain["open"], "ms", what="session_start_ms + the session's first page")
+    page["baseline"] = summary(plain["bare_page"], "ms") | {
+        "name": "bare new_context(storage_state=...) + new_page()"
     }
-    return fig
+    figures["session_start_with_page_ms"] = page
+    return figures
 
 
 async def _persistent_launch(bench: Bench, pool: BrowserPool, pw: Any) -> Figure:
@@ -134,8 +204,8 @@ async def run(bench: Bench) -> dict[str, Figure]:
     async with BrowserPool(browsers=1) as pool, async_playwright() as pw:
         browser = await pw.chromium.launch(**bare_launch_kwargs())
         try:
-            figures["session_overhead_ratio"] = await _overhead(bench, pool, browser)
-            figures["session_start_ms"] = await _session_start(bench, pool, browser)
+            figures.update(await _overhead(bench, pool, browser))
+            figures.update(await _session_start(bench, pool, browser))
             figures["persistent_launch_ms"] = await _persistent_launch(bench, pool, pw)
         finally:
             await browser.close()

@@ -14,7 +14,13 @@ import yaml
 
 from fleetwright.browser import BrowserPool
 from fleetwright.browser.chromium import chromium_args, find_chromium, needs_no_sandbox
-from fleetwright.commands import CommandSpec, get_command, load_commands, parse_command
+from fleetwright.commands import (
+    CommandSpec,
+    TraceMode,
+    get_command,
+    load_commands,
+    parse_command,
+)
 from fleetwright.sessions import SessionEngine, SessionRequest
 
 if TYPE_CHECKING:
@@ -108,11 +114,16 @@ class FleetSession:
         self.base_url = base_url
         self.command = bench_command()
 
-    async def run(self, name: str) -> float:
+    async def run(self, name: str, *, trace: TraceMode | None = None) -> float:
         """Run the command on profile `name`; returns the seconds the session took."""
         t0 = time.perf_counter()
         result = await self.engine.run(
-            SessionRequest(profile=name, command=self.command, params={"base_url": self.base_url})
+            SessionRequest(
+                profile=name,
+                command=self.command,
+                params={"base_url": self.base_url},
+                trace=trace,
+            )
         )
         if result.outputs.get("who", {}).get("text") != f"Signed in as {name}":
             raise RuntimeError(f"Fleetwright session for {name} read {result.outputs}")

@@ -11,6 +11,7 @@ import os
 import re
 import secrets
 import shutil
+import time
 from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -299,6 +300,7 @@ class BrowserPool:
         artifacts: SessionArtifacts,
         preloaded: BrowserState | Literal["load"] | None = "load",
     ) -> tuple[BrowserSession, _Browser]:
+        started = time.perf_counter()
         state: BrowserState | None = None
         if spec.restore_state:
             if preloaded == "load":
@@ -315,7 +317,7 @@ class BrowserPool:
             if state is not None:
                 options["storage_state"], local = split_origins(state.storage)
             context = await entry.browser.new_context(**options)
-            session = await self._prepare(spec, context, entry, artifacts, state, local)
+            session = await self._prepare(spec, context, entry, artifacts, state, local, started)
         except BaseException as exc:
             await _finish(self._release(entry))
             raise self._open_error(spec, exc, entry) from exc
@@ -324,6 +326,7 @@ class BrowserPool:
     async def _open_persistent(
         self, spec: LaunchSpec, artifacts: SessionArtifacts
     ) -> tuple[BrowserSession, _Browser]:
+        started = time.perf_counter()
         async with self._lock:
             if self._closed:
                 raise SessionError("The browser pool is closed; create a new one")
@@ -352,7 +355,7 @@ class BrowserPool:
             state = await asyncio.to_thread(_read_session_file, workdir)
             if state is not None and state.storage.get("cookies"):
                 await context.add_cookies(state.storage["cookies"])
-            session = await self._prepare(spec, context, entry, artifacts, state)
+            session = await self._prepare(spec, context, entry, artifacts, state, None, started)
             session.workdir = workdir
         except BaseException as exc:
             self._persistent.discard(entry)
@@ -377,14 +380,17 @@ class BrowserPool:
         artifacts: SessionArtifacts,
         state: BrowserState | None,
         local_storage: dict[str, dict[str, str]] | None = None,
+        started: float | None = None,
     ) -> BrowserSession:
         try:
             session_storage = state.session_storage if state is not None else {}
             if script := restore_script(session_storage, local_storage):
                 await context.add_init_script(script=script)
+            restored = time.perf_counter()
             if spec.tracing:
                 await artifacts.start_trace(context)
             page = context.pages[0] if context.pages else await context.new_page()
+            opened = time.perf_counter()
         except BaseException:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(context.close(), timeout=_CLOSE_TIMEOUT)
@@ -396,6 +402,10 @@ class BrowserPool:
             artifacts=artifacts,
             store=self.store if spec.restore_state else None,
         )
+        if started is not None:
+            session.timings.update(
+                restore_ms=(restored - started) * 1000, open_ms=(opened - started) * 1000
+            )
         page.on("crash", session.mark_crashed)
         entry.sessions.add(session)
         if entry.dead:

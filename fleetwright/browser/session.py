@@ -49,6 +49,9 @@ class BrowserSession:
         self.crashed = False
         self.failed = False
         self.saved_version: int | None = None
+        #: how long opening took (ms): `restore_ms` = saved state read + context created with
+        #: it (cookies, IndexedDB) + storage restore script; `open_ms` adds tracing and the page
+        self.timings: dict[str, float] = {}
         self.keep_trace = spec.trace
         self._store = store
         self._closed = False
