@@ -11,7 +11,10 @@ __all__ = ["FIGURE_NAMES", "markdown_table", "write_results"]
 #: The stable figure names other tools read (issue 7), in table order.
 FIGURE_NAMES: tuple[str, ...] = (
     "session_overhead_ratio",
+    "session_overhead_trace_ratio",
     "session_start_ms",
+    "session_start_idb_ms",
+    "session_start_with_page_ms",
     "persistent_launch_ms",
     "throughput_ratio_c1_0ms",
     "throughput_ratio_c4_0ms",
