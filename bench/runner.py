@@ -144,6 +144,7 @@ def run_bench(*, mode: Mode, only: Sequence[str] = (), out: Path) -> dict[str, A
     settings = get_settings()
     results: dict[str, Any] = {
         "mode": mode,
+        "run_id": bench.run_id,
         "machine": machine_info(),
         "sizes": bench.sizes.__dict__,
         "settings": {
