@@ -354,7 +354,7 @@ async def import_profiles(
     this import created for it and for the chunk in flight are deleted again and the error is
     raised; earlier chunks stay imported.
     """
-    limit = concurrency or BLOCK_CONCURRENCY
+    limit = BLOCK_CONCURRENCY if concurrency is None else concurrency
     if limit < 1:
         raise ValueError(f"concurrency must be at least 1, not {limit}")
     report = ImportReport()

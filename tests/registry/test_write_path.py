@@ -100,6 +100,7 @@ def test_reconcile_repairs_both_directions(prefect_api: str, catalogue_url: str)
     with session_scope(catalogue_url) as s:
         s.delete(s.scalar(select(Profile).where(Profile.name == "lost-row")))
         row = s.scalar(select(Profile).where(Profile.name == "lost-block"))
+        assert row is not None and row.block_document_id is not None
         doc_id = row.block_document_id
         row.block_document_id = None
 
@@ -132,3 +133,110 @@ def test_import_rejects_items_with_unknown_refs(prefect_api: str, catalogue_url:
     assert "appears twice" in report.errors[0][1]
     assert "unknown proxy 'nope'" in report.errors[1][1]
     assert _rows(catalogue_url) == ["ok-1"]
+
+
+def _unique(prefix: str) -> str:
+    import uuid
+
+    return f"{prefix}-{uuid.uuid4().hex[:6]}"
+
+
+def test_import_keeps_its_concurrency_limit(
+    prefect_api: str, catalogue_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import fleetwright.registry.profiles as profiles
+
+    monkeypatch.setattr(profiles, "IMPORT_CHUNK", 4)  # several chunks, pipelined
+    real_create = BlockStore.create
+    in_flight = 0
+    most = 0
+
+    async def counting_create(self: BlockStore, *args: Any, **kwargs: Any) -> Any:
+        nonlocal in_flight, most
+        in_flight += 1
+        most = max(most, in_flight)
+        try:
+            await asyncio.sleep(0.02)
+            return await real_create(self, *args, **kwargs)
+        finally:
+            in_flight -= 1
+
+    monkeypatch.setattr(BlockStore, "create", counting_create)
+    prefix = _unique("lim")
+    items = [(f"item {i + 1}", {"name": f"{prefix}-{i}"}) for i in range(11)]
+    done: list[int] = []
+    report = asyncio.run(
+        import_profiles(items, url=catalogue_url, concurrency=3, progress=done.append)
+    )
+    assert report.created == 11 and not report.errors
+    assert most == 3
+    assert sum(done) == 11
+    assert sorted(_rows(catalogue_url)) == sorted(name for _, d in items for name in [d["name"]])
+    again = asyncio.run(import_profiles(items, url=catalogue_url, concurrency=3))
+    assert (again.created, again.unchanged) == (0, 11)
+    with pytest.raises(ValueError, match="at least 1"):
+        asyncio.run(import_profiles(items, url=catalogue_url, concurrency=0))
+
+
+def test_import_reports_positions_under_concurrency(
+    prefect_api: str, catalogue_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Block writes finish out of order; each failure is reported at its own item, even when a
+    later item repeats the name (it is the repeat that is rejected as a duplicate)."""
+    import fleetwright.registry.profiles as profiles
+
+    monkeypatch.setattr(profiles, "IMPORT_CHUNK", 3)
+    real_create = BlockStore.create
+    prefix = _unique("pos")
+    bad = {f"{prefix}-1", f"{prefix}-5"}
+
+    async def flaky_create(self: BlockStore, block: Any, name: str, **kwargs: Any) -> Any:
+        index = int(block.name.rsplit("-", 1)[1])
+        await asyncio.sleep(0.05 * (7 - index) / 7)  # later items finish first
+        if block.name in bad:
+            raise PrefectUnavailableError("the Prefect API answered 503")
+        return await real_create(self, block, name, **kwargs)
+
+    monkeypatch.setattr(BlockStore, "create", flaky_create)
+    items = [(f"item {i + 1}", {"name": f"{prefix}-{i}"}) for i in range(7)]
+    items.append(("item 8", {"name": f"{prefix}-1"}))
+    report = asyncio.run(import_profiles(items, url=catalogue_url, concurrency=4))
+    assert report.created == 5
+    assert report.errors[0][0] == "item 8" and "appears twice" in report.errors[0][1]
+    assert report.errors[1:] == [
+        ("item 2", "block write failed: PrefectUnavailableError"),
+        ("item 6", "block write failed: PrefectUnavailableError"),
+    ]
+    assert set(_rows(catalogue_url)) == {f"{prefix}-{i}" for i in (0, 2, 3, 4, 6)}
+
+
+def test_import_row_failure_deletes_that_chunks_blocks(
+    prefect_api: str, catalogue_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import fleetwright.registry.profiles as profiles
+
+    monkeypatch.setattr(profiles, "IMPORT_CHUNK", 2)
+    real_write_rows = profiles._write_rows
+    calls = 0
+
+    def failing_second_chunk(plan: Any, url: str | None) -> Any:
+        nonlocal calls
+        calls += 1
+        if calls == 2:
+            raise RuntimeError("disk full")
+        return real_write_rows(plan, url)
+
+    monkeypatch.setattr(profiles, "_write_rows", failing_second_chunk)
+    prefix = _unique("half")
+    names = [f"{prefix}-{i}" for i in range(6)]
+    items = [(f"item {i + 1}", {"name": n}) for i, n in enumerate(names)]
+    with pytest.raises(RuntimeError, match="disk full"):
+        asyncio.run(import_profiles(items, url=catalogue_url, concurrency=2))
+    # chunk 1 is in; chunk 2 (its rows failed) and chunk 3 (in flight) left no blocks behind
+    assert sorted(_rows(catalogue_url)) == names[:2]
+    blocks = {n for n in asyncio.run(_block_names()) if n.startswith(prefix)}
+    assert blocks == set(names[:2])
+    monkeypatch.setattr(profiles, "_write_rows", real_write_rows)
+    report = asyncio.run(import_profiles(items, url=catalogue_url))
+    assert (report.created, report.unchanged) == (4, 2)
+    assert sorted(_rows(catalogue_url)) == names
