@@ -12,6 +12,7 @@ import asyncio
 import os
 import sys
 import time
+from collections.abc import Callable
 from typing import Annotated
 
 import typer
@@ -135,10 +136,20 @@ def up(
     except KeyboardInterrupt:
         console.print("\nStopping…")
     finally:
-        stop_process(warm)
-        stop_process(worker)
+        # a second Ctrl-C (or SIGTERM) while stopping must not leave the rest running
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        stops: list[Callable[[], object]] = [
+            lambda: stop_process(warm),
+            lambda: stop_process(worker),
+        ]
         if site is not None:
-            site.stop()
+            stops.append(site.stop)
         if started_server:
-            server.stop()
+            stops.append(server.stop)
+        for stop in stops:
+            try:
+                stop()
+            except Exception as exc:  # stop the others whatever happens to one
+                console.print(f"[red]could not stop everything: {type(exc).__name__}: {exc}[/]")
         console.print("Stopped everything `fleetwright up` started.")
