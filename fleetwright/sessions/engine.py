@@ -209,8 +209,12 @@ class SessionEngine:
         result: SessionResult,
         extra: dict[str, Any],
         release: tuple[int, str] | None,
+        proxy_id: int | None = None,
     ) -> None:
-        """One transaction: the run row's outcome, and the lease given back."""
+        """The proxy's health told; then one transaction: the run row's outcome, and the
+        lease given back."""
+        if proxy_id is not None:
+            self._report_proxy(proxy_id, result)
         with session_scope(self.url) as s:
             s.execute(
                 update(Run)
@@ -351,21 +355,9 @@ class SessionEngine:
             result.artifacts = {k: str(v) for k, v in artifacts.items()}
             release = (held.profile_id, held.holder) if held is not None else None
             await asyncio.shield(
-                asyncio.to_thread(self._finish, run_id, result, extra, release, proxy_id)
+                asyncio.to_thread(self._end, run_id, result, extra, release, proxy_id)
             )
         return result
-
-    def _finish(
-        self,
-        run_id: int,
-        result: SessionResult,
-        extra: dict[str, Any],
-        release: tuple[int, str] | None,
-        proxy_id: int | None,
-    ) -> None:
-        if proxy_id is not None:
-            self._report_proxy(proxy_id, result)
-        self._end(run_id, result, extra, release)
 
     async def _proxy_config(self, pspec: ProxySpec) -> ProxyConfig:
         from fleetwright.proxies.browser import browser_proxy
