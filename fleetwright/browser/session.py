@@ -87,6 +87,16 @@ class BrowserSession:
         In persistent mode this closes the browser first (a user-data-dir can only be
         versioned closed), so call it last.
         """
+        return await (await self.begin_save(run_id))
+
+    async def begin_save(self, run_id: int | None = None) -> asyncio.Future[int]:
+        """Capture the profile's state now and write it as a new version while the caller goes
+        on (typically: closes the session); await the returned future for the version.
+
+        Storage mode reads the live context here and leaves only the durable write and the
+        catalogue switch to the future, so they overlap the context's close. Persistent mode
+        saves in full before returning (the browser has to be closed first).
+        """
         if self._store is None:
             raise SessionError(
                 f"Profile {self.profile_name!r} was launched with restore_state=False; "
@@ -94,22 +104,37 @@ class BrowserSession:
             )
         if self.spec.state_mode == "storage":
             state = await self.capture_state()
-            version = await asyncio.to_thread(self._store.save, self.profile_name, state, run_id)
-        else:
-            if self.workdir is None or self._closed:
-                raise SessionError(f"Profile {self.profile_name!r}: the session is already closed")
-            # Chromium drops these at restart; carry them like a restored session would
-            captured = await capture_session_storage(list(self.context.pages))
-            cookies = [c for c in await self.context.cookies() if c.get("expires", -1) == -1]
-            payload = {"session_storage": captured, "session_cookies": cookies}
-            data = json.dumps(payload).encode()
-            await asyncio.to_thread(atomic_write_bytes, self.workdir / SESSION_FILE, data)
-            await self.close(failed=False)
-            version = await asyncio.to_thread(
-                self._store.commit, self.profile_name, self.workdir, run_id
+            saving = asyncio.ensure_future(
+                asyncio.to_thread(self._store.save, self.profile_name, state, run_id)
             )
-            self.workdir = None
+            saving.add_done_callback(self._saved)
+            return saving
+        version = await self._save_persistent(run_id)
         self.saved_version = version
+        done: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        done.set_result(version)
+        return done
+
+    def _saved(self, saving: asyncio.Future[int]) -> None:
+        # reading the outcome here also marks a failure as seen when nobody awaits the future
+        if not saving.cancelled() and saving.exception() is None:
+            self.saved_version = saving.result()
+
+    async def _save_persistent(self, run_id: int | None) -> int:
+        assert self._store is not None
+        if self.workdir is None or self._closed:
+            raise SessionError(f"Profile {self.profile_name!r}: the session is already closed")
+        # Chromium drops these at restart; carry them like a restored session would
+        captured = await capture_session_storage(list(self.context.pages))
+        cookies = [c for c in await self.context.cookies() if c.get("expires", -1) == -1]
+        payload = {"session_storage": captured, "session_cookies": cookies}
+        data = json.dumps(payload).encode()
+        await asyncio.to_thread(atomic_write_bytes, self.workdir / SESSION_FILE, data)
+        await self.close(failed=False)
+        version = await asyncio.to_thread(
+            self._store.commit, self.profile_name, self.workdir, run_id
+        )
+        self.workdir = None
         return version
 
     async def close(self, *, failed: bool) -> None:

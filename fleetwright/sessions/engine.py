@@ -304,6 +304,7 @@ class SessionEngine:
         pspec: ProxySpec | None = None
         artifacts: dict[str, Path] = {}
         browser_session = None
+        saving: asyncio.Future[int] | None = None
         try:
             proxy_cfg = None
             if chosen:
@@ -333,7 +334,9 @@ class SessionEngine:
                 result.outputs = _jsonable(outcome.outputs)
                 artifacts.update({p.name: p for p in outcome.artifacts})
                 extra = _usage(outcome.outputs)
-                result.state_version = await session.save_state(run_id)
+                # the state is captured here; its write overlaps the context's close
+                saving = await session.begin_save(run_id)
+            result.state_version = await saving
             result.status = "ok"
         except BaseException as exc:
             artifacts.update(_session_artifacts(exc))
@@ -345,6 +348,9 @@ class SessionEngine:
                 exc.session_result = result  # type: ignore[attr-defined]
             raise
         finally:
+            if saving is not None and not saving.done():
+                # cancelled meanwhile: the lease stays held until the write has switched
+                await asyncio.wait([saving])
             if browser_session is not None:
                 artifacts.update(browser_session.artifact_paths)
             if pspec is not None:

@@ -59,6 +59,26 @@ async def test_state_survives_two_sessions(
     assert [v.version for v in pool.store.versions(name)] == [2, 1]
 
 
+async def test_begin_save_captures_now_and_writes_while_the_session_closes(
+    pool: BrowserPool, site: SiteServer, make_profile: Callable[..., str]
+) -> None:
+    """The engine's path: the state is read from the live context by begin_save(); the write
+    finishes after the context is gone, and what it wrote is what the next session sees."""
+    name = make_profile("overlap")
+    spec = LaunchSpec(profile_name=name)
+    async with pool.session(spec) as s:
+        await storage_values(s, f"{site.url}/storage?write=captured")
+        saving = await s.begin_save()
+        # written after the capture: must not reach the saved version
+        await s.page.evaluate("localStorage.setItem('fw', 'too-late')")
+    assert s.closed
+    assert await saving == 1
+    assert s.saved_version == 1
+    async with pool.session(spec) as s:
+        values = await storage_values(s, f"{site.url}/storage")
+        assert values == dict.fromkeys(KINDS, "captured")
+
+
 async def test_unsaved_session_leaves_state_alone(
     pool: BrowserPool, site: SiteServer, make_profile: Callable[..., str]
 ) -> None:
