@@ -13,7 +13,7 @@ import random
 import socket
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal
@@ -305,20 +305,40 @@ class SessionEngine:
         artifacts: dict[str, Path] = {}
         browser_session = None
         saving: asyncio.Future[int] | None = None
+        recording: asyncio.Future[None] | None = None
+
+        async def record() -> None:
+            """The lease's renewal stopped, then the run row's outcome and the lease given
+            back (with the proxy's health) in one transaction."""
+            if held is not None:
+                await held.stop_renewing()
+            result.duration_ms = (time.perf_counter() - started) * 1000
+            result.artifacts = {k: str(v) for k, v in artifacts.items()}
+            release = (held.profile_id, held.holder) if held is not None else None
+            outcome = replace(result)  # as it is now, whatever the caller changes meanwhile
+            await asyncio.shield(
+                asyncio.to_thread(self._end, run_id, outcome, extra, release, proxy_id)
+            )
+
+        async def record_ok(saving: asyncio.Future[int]) -> None:
+            result.state_version = await saving
+            result.status = "ok"
+            await record()
+
         try:
             proxy_cfg = None
             if chosen:
                 pspec = await proxy_spec(chosen[1], url=self.url)
                 proxy_cfg = await self._proxy_config(pspec)
                 await self._check_exit_ip(loaded, proxy_id, pspec)
-            record, keep_always = req.trace_plan()
+            record_trace, keep_always = req.trace_plan()
             spec = LaunchSpec(
                 profile_name=loaded.spec.name,
                 fingerprint=loaded.spec.fingerprint,
                 state_mode=loaded.spec.state_mode,
                 proxy=proxy_cfg,
                 trace=keep_always,
-                trace_on_failure=record and not keep_always,
+                trace_on_failure=record_trace and not keep_always,
                 run_key=f"run-{run_id}",
             )
             ctx = CommandContext(
@@ -333,12 +353,21 @@ class SessionEngine:
                 outcome = await run_steps(session.page, req.command, ctx)
                 result.outputs = _jsonable(outcome.outputs)
                 artifacts.update({p.name: p for p in outcome.artifacts})
+                artifacts.update(session.artifact_paths)
                 extra = _usage(outcome.outputs)
-                # the state is captured here; its write overlaps the context's close
+                # the state is captured here; its write overlaps the context's close, and so
+                # does recording the outcome when the close has nothing to add to the record
+                # (no trace being written)
                 saving = await session.begin_save(run_id)
-            result.state_version = await saving
-            result.status = "ok"
+                if not session.artifacts.tracing:
+                    recording = asyncio.ensure_future(record_ok(saving))
+            if recording is not None:
+                await recording
+            else:
+                result.state_version = await saving
+                result.status = "ok"
         except BaseException as exc:
+            result.status = "failed"
             artifacts.update(_session_artifacts(exc))
             result.error, result.error_type, result.retryable = _describe(exc)
             partial = getattr(exc, "result", None)
@@ -348,21 +377,21 @@ class SessionEngine:
                 exc.session_result = result  # type: ignore[attr-defined]
             raise
         finally:
-            if saving is not None and not saving.done():
-                # cancelled meanwhile: the lease stays held until the write has switched
-                await asyncio.wait([saving])
-            if browser_session is not None:
-                artifacts.update(browser_session.artifact_paths)
+            for pending in (saving, recording):
+                if pending is not None and not pending.done():
+                    # cancelled meanwhile: the lease stays held until the write has switched
+                    await asyncio.wait([pending])
             if pspec is not None:
                 await self._release_proxy(pspec)
-            if held is not None:
-                await held.stop_renewing()
-            result.duration_ms = (time.perf_counter() - started) * 1000
-            result.artifacts = {k: str(v) for k, v in artifacts.items()}
-            release = (held.profile_id, held.holder) if held is not None else None
-            await asyncio.shield(
-                asyncio.to_thread(self._end, run_id, result, extra, release, proxy_id)
+            recorded = (
+                recording is not None
+                and not recording.cancelled()
+                and recording.exception() is None
             )
+            if not recorded:
+                if browser_session is not None:
+                    artifacts.update(browser_session.artifact_paths)
+                await record()
         return result
 
     async def _proxy_config(self, pspec: ProxySpec) -> ProxyConfig:
