@@ -68,7 +68,7 @@ class Sizes:
         if mode == "full":
             return cls(
                 ab_rounds=int(os.environ.get("FLEETWRIGHT_BENCH_AB_ROUNDS", "5")),
-                overhead_per_round=12,
+                overhead_per_round=24,
                 start_n=60,
                 persistent_n=20,
                 throughput_sessions=48,
