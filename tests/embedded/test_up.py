@@ -1,0 +1,123 @@
+"""`fleetwright up` as a user runs it from the README: the embedded stack (Prefect server on
+SQLite, deployments, workers, demo site, demo run) comes up in a fresh home, and Ctrl-C — pressed
+twice, the second while it is stopping — leaves none of the processes it started behind."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import psutil
+import pytest
+
+from fleetwright.embedded.prefect_server import free_port
+
+pytestmark = [pytest.mark.slow, pytest.mark.browser]
+
+UP_TIMEOUT_S = 420
+
+
+def _fleetwright() -> list[str]:
+    """The console script of this environment (what the README's set-up installs)."""
+    script = Path(sys.executable).parent / "fleetwright"
+    if script.exists():
+        return [str(script)]
+    return [sys.executable, "-c", "from fleetwright.cli import main; main()"]
+
+
+def _clean_env(home: Path, port: int, demo_port: int) -> dict[str, str]:
+    """The user's environment: none of the test session's Prefect or Fleetwright settings."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "FLEETWRIGHT_"))}
+    env.update(
+        FLEETWRIGHT_HOME=str(home),
+        FLEETWRIGHT_PREFECT_PORT=str(port),
+        FLEETWRIGHT_DEMO_SITE_PORT=str(demo_port),
+        PREFECT_SERVER_ANALYTICS_ENABLED="false",
+        COLUMNS="200",  # rich folds long lines (the run's URL) at 80 columns in a pipe
+    )
+    chromium = os.environ.get("FLEETWRIGHT_CHROMIUM_EXECUTABLE")
+    if chromium:
+        env["FLEETWRIGHT_CHROMIUM_EXECUTABLE"] = chromium
+    return env
+
+
+def _alive(snapshot: list[tuple[int, float, str]]) -> list[str]:
+    """The processes of `snapshot` still running (same pid and start time, not a zombie)."""
+    left = []
+    for pid, created, name in snapshot:
+        try:
+            proc = psutil.Process(pid)
+            if proc.create_time() == created and proc.status() != psutil.STATUS_ZOMBIE:
+                left.append(f"{pid} {name}")
+        except psutil.NoSuchProcess:
+            continue
+    return left
+
+
+def test_up_comes_up_and_a_double_ctrl_c_stops_everything(tmp_path: Path) -> None:
+    port, demo_port = free_port(), free_port()
+    proc = subprocess.Popen(
+        [*_fleetwright(), "up"],
+        env=_clean_env(tmp_path / "home", port, demo_port),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,  # its own process group, as a terminal's foreground job
+    )
+    lines: list[str] = []
+
+    def read() -> None:
+        assert proc.stdout is not None
+        for raw in proc.stdout:
+            lines.append(raw.decode(errors="replace").rstrip())
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    try:
+        deadline = time.monotonic() + UP_TIMEOUT_S
+        while not any("Fleetwright is up." in line for line in lines):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                pytest.fail("`fleetwright up` did not come up:\n" + "\n".join(lines[-40:]))
+            time.sleep(0.5)
+        assert httpx.get(f"http://127.0.0.1:{port}/api/health", timeout=10).status_code == 200
+        assert httpx.get(f"http://127.0.0.1:{demo_port}/login", timeout=10).status_code == 200
+        started = [line for line in lines if "demo run started: " in line]
+        assert started, "\n".join(lines)
+        run_id = started[0].rsplit("/", 1)[-1].strip()
+        state = None
+        while time.monotonic() < deadline:  # the process worker picks it up and runs it
+            run = httpx.get(f"http://127.0.0.1:{port}/api/flow_runs/{run_id}", timeout=10)
+            state = (run.json().get("state") or {}).get("type")
+            if state in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED"):
+                break
+            time.sleep(1)
+        assert state == "COMPLETED", f"demo run {run_id} ended {state}:\n" + "\n".join(lines)
+        snapshot = [
+            (p.pid, p.create_time(), " ".join(p.cmdline()[:4]))
+            for p in psutil.Process(proc.pid).children(recursive=True)
+        ]
+        names = " | ".join(s[2] for s in snapshot)
+        assert "server" in names and "worker" in names, names
+        # Ctrl-C goes to the whole foreground group; the second one lands while it stops
+        os.killpg(proc.pid, signal.SIGINT)
+        time.sleep(1.0)
+        os.killpg(proc.pid, signal.SIGINT)
+        assert proc.wait(timeout=180) == 0, "\n".join(lines[-40:])
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=30)
+    reader.join(timeout=10)
+    assert any("Stopped everything" in line for line in lines), "\n".join(lines[-40:])
+    deadline = time.monotonic() + 15
+    while _alive(snapshot) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    left = _alive(snapshot)
+    assert left == [], f"left running after `fleetwright up` stopped: {left}"
+    with pytest.raises(httpx.TransportError):
+        httpx.get(f"http://127.0.0.1:{port}/api/health", timeout=5)
