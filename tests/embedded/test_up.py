@@ -4,6 +4,7 @@ twice, the second while it is stopping — leaves none of the processes it start
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -86,6 +87,7 @@ def test_up_comes_up_and_a_double_ctrl_c_stops_everything(tmp_path: Path) -> Non
 
     reader = threading.Thread(target=read, daemon=True)
     reader.start()
+    snapshot: list[tuple[int, float, str]] = []
     try:
         deadline = time.monotonic() + UP_TIMEOUT_S
         while not any("Fleetwright is up." in line for line in lines):
@@ -127,6 +129,12 @@ def test_up_comes_up_and_a_double_ctrl_c_stops_everything(tmp_path: Path) -> Non
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(timeout=30)
+            # what `up` started lives in process groups of its own: a test that had to kill
+            # `up` must not leave its server and workers behind
+            for pid, created, _name in snapshot:
+                with contextlib.suppress(psutil.Error, ProcessLookupError):
+                    if psutil.Process(pid).create_time() == created:
+                        os.killpg(os.getpgid(pid), signal.SIGKILL)
     reader.join(timeout=10)
     assert any("Stopped everything" in line for line in lines), "\n".join(lines[-40:])
     deadline = time.monotonic() + 15
