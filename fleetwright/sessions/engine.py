@@ -320,9 +320,12 @@ class SessionEngine:
                 asyncio.to_thread(self._end, run_id, outcome, extra, release, proxy_id)
             )
 
-        async def record_ok(saving: asyncio.Future[int]) -> None:
+        async def saved(saving: asyncio.Future[int]) -> None:
             result.state_version = await saving
             result.status = "ok"
+
+        async def saved_and_recorded(saving: asyncio.Future[int]) -> None:
+            await saved(saving)
             await record()
 
         try:
@@ -360,12 +363,8 @@ class SessionEngine:
                 # (no trace being written)
                 saving = await session.begin_save(run_id)
                 if not session.artifacts.tracing:
-                    recording = asyncio.ensure_future(record_ok(saving))
-            if recording is not None:
-                await recording
-            else:
-                result.state_version = await saving
-                result.status = "ok"
+                    recording = asyncio.ensure_future(saved_and_recorded(saving))
+            await (recording if recording is not None else saved(saving))
         except BaseException as exc:
             result.status = "failed"
             artifacts.update(_session_artifacts(exc))
