@@ -152,6 +152,8 @@ class Bench:
     databases: list[str] = field(default_factory=list)
     notes: dict[str, str] = field(default_factory=dict)
     catalogue_url: str = ""
+    prefect_database_url: str = ""
+    prefect_encryption_key: str = ""
     _server: LocalPrefectServer | None = None
     _sites: dict[int, SiteServer] = field(default_factory=dict)
     _profiles: set[str] = field(default_factory=set)
@@ -224,15 +226,17 @@ class Bench:
             url = make_url(self.new_database("prefect", trgm=True))
             from cryptography.fernet import Fernet
 
+            self.prefect_encryption_key = Fernet.generate_key().decode()
+            self.prefect_database_url = url.set(drivername="postgresql+asyncpg").render_as_string(
+                hide_password=False
+            )
             server = LocalPrefectServer(
                 prefect_home=self.root / "prefect-server",
                 port=self.prefect_port,
                 # a fresh server generates its block encryption key on first use, and
                 # concurrent first block writes race for it (409s); give it one up front
-                extra_env={"PREFECT_SERVER_ENCRYPTION_KEY": Fernet.generate_key().decode()},
-                database_url=url.set(drivername="postgresql+asyncpg").render_as_string(
-                    hide_password=False
-                ),
+                extra_env={"PREFECT_SERVER_ENCRYPTION_KEY": self.prefect_encryption_key},
+                database_url=self.prefect_database_url,
             )
             self._server = server
             server.start(timeout=timedelta(seconds=180))

@@ -52,6 +52,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
 
 _server_started: list[bool] = []
+_prefect_db: list[str] = []
 
 
 def _delete_fleetwright_blocks() -> None:
@@ -99,12 +100,21 @@ def prefect_api() -> Iterator[str]:
     api_url = server.start()
     assert api_url == os.environ["PREFECT_API_URL"]
     _server_started.append(True)
+    _prefect_db.append(
+        database_url or f"sqlite+aiosqlite:///{_SESSION_HOME / 'prefect-server' / 'prefect.db'}"
+    )
     try:
         yield api_url
     finally:
         server.stop()
         if db_name:
             _pg_drop(db_name)
+
+
+@pytest.fixture(scope="session")
+def prefect_database(prefect_api: str) -> str:
+    """The session Prefect server's own database URL (what bulk block writes write into)."""
+    return _prefect_db[-1]
 
 
 @pytest.fixture

@@ -57,8 +57,11 @@ def up(
     signal.signal(signal.SIGTERM, _stop)  # stop cleanly under `timeout`, systemd, docker stop
     settings = get_settings()
     settings.home.mkdir(parents=True, exist_ok=True)
+    key = settings.encryption_key.get_secret_value() if settings.encryption_key else None
     server = LocalPrefectServer(
-        prefect_home=settings.prefect_home, port=port or settings.prefect_port
+        prefect_home=settings.prefect_home,
+        port=port or settings.prefect_port,
+        extra_env={"PREFECT_SERVER_ENCRYPTION_KEY": key} if key else None,
     )
     os.environ["PREFECT_API_URL"] = server.api_url
     env = {

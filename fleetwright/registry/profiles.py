@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
@@ -23,7 +24,8 @@ from blocks.profile import BrowserProfile
 from fleetwright.catalogue.db import session_scope
 from fleetwright.catalogue.models import Profile, ProfileTag, Proxy, ProxyPool
 from fleetwright.errors import AlreadyExistsError, FleetwrightError, NotFoundError, ValidationError
-from fleetwright.registry.blockstore import BlockStore, block_then_row, open_block_store
+from fleetwright.registry.blockdb import PrefectBlockDatabase, prefect_database_url
+from fleetwright.registry.blockstore import BlockStore, _data, block_then_row, open_block_store
 from fleetwright.registry.events import emit
 from fleetwright.settings import get_settings
 from fleetwright.specs import ProfileSpec, block_name_for, validate_profile
@@ -331,6 +333,7 @@ class ImportReport:
     updated: int = 0
     unchanged: int = 0
     errors: list[tuple[str, str]] = field(default_factory=list)
+    bulk_blocks: int = 0  # blocks written straight into the Prefect server's database
 
     @property
     def total(self) -> int:
@@ -383,18 +386,19 @@ async def import_profiles(
         return report
     async with _store(store, connections=limit) as bs:
         sem = asyncio.Semaphore(limit)
+        direct = _Direct(bs)
         rows_task: asyncio.Task[_ChunkResult] | None = None
         rows_blocks: list[str] = []
         plan = await _db(url, _plan_chunk, chunks[0], url)
         try:
             for k in range(len(chunks)):
-                written = await _write_blocks(plan, bs, sem)
+                written = await _write_blocks(plan, bs, sem, direct)
                 created = [i.document_id for i in written.items if i.created and i.document_id]
                 if rows_task is not None:
                     try:
                         _merge_result(report, await rows_task, progress)
                     except BaseException:
-                        await _undo_blocks(bs, rows_blocks + created)
+                        await _undo_blocks(bs, rows_blocks + created, direct)
                         raise
                 rows_task = asyncio.create_task(_db(url, _write_rows, written, url))
                 rows_blocks = created
@@ -404,12 +408,14 @@ async def import_profiles(
             try:
                 _merge_result(report, await rows_task, progress)
             except BaseException:
-                await _undo_blocks(bs, rows_blocks)
+                await _undo_blocks(bs, rows_blocks, direct)
                 raise
         finally:
             if rows_task is not None and not rows_task.done():
                 # cancelled or failed while a chunk's rows were being written: let them finish
                 await asyncio.wait([rows_task])
+            direct.close()
+            report.bulk_blocks = direct.written
     return report
 
 
@@ -490,8 +496,71 @@ def _plan_chunk(chunk: list[tuple[str, ProfileSpec]], url: str | None) -> _Chunk
     return plan
 
 
-async def _write_blocks(plan: _ChunkPlan, bs: BlockStore, sem: asyncio.Semaphore) -> _ChunkPlan:
-    """Write the chunk's blocks, at most `sem` at a time; failures are noted on their item."""
+class _Direct:
+    """An import's bulk writer into the Prefect server's database (blockdb), opened once one
+    document has gone through the API: that document proves the server's encryption key."""
+
+    def __init__(self, bs: BlockStore) -> None:
+        self.bs = bs
+        self.url = prefect_database_url()
+        self.writer: PrefectBlockDatabase | None = None
+        self.tried = self.url is None
+        self.written = 0
+
+    async def open(self) -> None:
+        self.tried = True
+        assert self.url is not None
+        type_id, schema_id = await self.bs._type_ids(BrowserProfile)
+        settings = get_settings()
+        keys = [
+            settings.encryption_key.get_secret_value() if settings.encryption_key else "",
+            os.environ.get("PREFECT_SERVER_ENCRYPTION_KEY", ""),
+        ]
+        self.writer = await asyncio.to_thread(
+            partial(
+                PrefectBlockDatabase.open,
+                self.url,
+                block_type_id=type_id,
+                block_schema_id=schema_id,
+                block_type_name=BrowserProfile.get_block_type_name(),
+                keys=keys,
+            )
+        )
+
+    async def upsert(self, items: list[_Item]) -> bool:
+        """Write the items' blocks in one transaction; False (nothing written) on failure."""
+        assert self.writer is not None
+        documents = [
+            (block_name_for(item.spec.name), _data(BrowserProfile.from_spec(item.spec)))
+            for item in items
+        ]
+        try:
+            results = await asyncio.to_thread(self.writer.upsert, documents)
+        except Exception as exc:
+            logger.warning(
+                "bulk block write failed (%s); writing through the Prefect API",
+                type(exc).__name__,
+            )
+            self.close()
+            return False
+        for item, (doc_id, created) in zip(items, results, strict=True):
+            item.document_id = str(doc_id)
+            item.created = created
+        self.written += len(items)
+        return True
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None
+
+
+async def _write_blocks(
+    plan: _ChunkPlan, bs: BlockStore, sem: asyncio.Semaphore, direct: _Direct | None = None
+) -> _ChunkPlan:
+    """Write the chunk's blocks: in one transaction in the Prefect server's database when the
+    import can (see blockdb), else through the API, at most `sem` at a time. Failures are noted
+    on their item."""
 
     async def write(item: _Item) -> None:
         async with sem:
@@ -505,7 +574,14 @@ async def _write_blocks(plan: _ChunkPlan, bs: BlockStore, sem: asyncio.Semaphore
             except Exception as exc:
                 item.error = f"block write failed: {type(exc).__name__}"
 
-    await asyncio.gather(*(write(item) for item in plan.items))
+    todo = plan.items
+    if direct is not None and todo and not direct.tried:
+        await write(todo[0])
+        todo = todo[1:]
+        await direct.open()
+    if direct is not None and direct.writer is not None and todo and await direct.upsert(todo):
+        return plan
+    await asyncio.gather(*(write(item) for item in todo))
     return plan
 
 
@@ -544,10 +620,18 @@ def _merge_result(
         progress(result.size)
 
 
-async def _undo_blocks(bs: BlockStore, document_ids: list[str]) -> None:
+async def _undo_blocks(
+    bs: BlockStore, document_ids: list[str], direct: _Direct | None = None
+) -> None:
     """Delete blocks whose rows could not be written (best effort; the reconcile is the net)."""
 
     async def undo() -> None:
+        if direct is not None and direct.writer is not None:
+            try:
+                await asyncio.to_thread(direct.writer.delete, document_ids)
+                return
+            except Exception:
+                logger.warning("could not delete %d blocks in bulk", len(document_ids))
         for doc_id in document_ids:
             try:
                 await bs.delete(doc_id)
