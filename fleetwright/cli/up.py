@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
-import time
+import threading
 from collections.abc import Callable
 from typing import Annotated
 
@@ -51,10 +51,23 @@ def up(
     )
     from fleetwright.settings import get_settings
 
-    def _stop(_signum: int, _frame: object) -> None:
-        raise KeyboardInterrupt
+    # Ctrl-C (SIGINT) and SIGTERM (`timeout`, systemd, docker stop) stop everything. While
+    # starting, the first one interrupts what is running; once up, it only wakes the wait
+    # below, so that no KeyboardInterrupt can land half-way through the bookkeeping of the
+    # children (Popen.poll() and wait() hold a lock of their own). Any further one is
+    # ignored, from the first on: it must not cut the stopping short.
+    stop_requested = threading.Event()
+    waiting = threading.Event()
 
-    signal.signal(signal.SIGTERM, _stop)  # stop cleanly under `timeout`, systemd, docker stop
+    def _stop(_signum: int, _frame: object) -> None:
+        if stop_requested.is_set():
+            return
+        stop_requested.set()
+        if not waiting.is_set():
+            raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, _stop)
+    signal.signal(signal.SIGTERM, _stop)
     settings = get_settings()
     settings.home.mkdir(parents=True, exist_ok=True)
     key = settings.encryption_key.get_secret_value() if settings.encryption_key else None
@@ -130,18 +143,17 @@ def up(
             f"\n[bold green]Fleetwright is up.[/] Prefect UI: [link]{server.url}[/link]\n"
             "Profiles: `fleetwright profile list`; runs: the UI's Runs page. Ctrl-C stops."
         )
-        while True:
-            time.sleep(1)
+        waiting.set()
+        while not stop_requested.wait(1):
             for name, proc in (("process worker", worker), ("warm worker", warm)):
                 if proc is not None and proc.poll() is not None:
                     console.print(f"[red]the {name} exited; see its log in {logs}[/]")
                     raise typer.Exit(1)
+        console.print("\nStopping…")
     except KeyboardInterrupt:
         console.print("\nStopping…")
     finally:
-        # a second Ctrl-C (or SIGTERM) while stopping must not leave the rest running
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        stop_requested.set()  # from here on every Ctrl-C / SIGTERM is ignored
         stops: list[Callable[[], object]] = [
             lambda: stop_process(warm),
             lambda: stop_process(worker),

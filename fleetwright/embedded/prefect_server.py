@@ -209,4 +209,7 @@ class LocalPrefectServer:
             proc.wait(timeout=timeout.total_seconds())
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+            try:
+                proc.wait(timeout=timeout.total_seconds())
+            except subprocess.TimeoutExpired:
+                raise RuntimeError(f"process {proc.pid} did not exit after SIGKILL") from None

@@ -131,4 +131,7 @@ def stop_process(proc: subprocess.Popen[bytes] | None, *, timeout: float = 15) -
         return
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise RuntimeError(f"process {proc.pid} did not exit after SIGKILL") from None
