@@ -20,7 +20,7 @@ from blocks.proxy import Proxy as ProxyBlock
 from fleetwright.catalogue.db import session_scope
 from fleetwright.catalogue.models import Profile, Proxy
 from fleetwright.errors import FleetwrightError
-from fleetwright.registry.blockstore import BlockStore
+from fleetwright.registry.blockstore import BlockStore, block_from_document
 from fleetwright.registry.profiles import _check_refs, _lookup_refs, _store, apply_spec, row_to_spec
 from fleetwright.registry.proxies import _apply as apply_proxy
 from fleetwright.registry.proxies import _same as same_proxy
@@ -77,7 +77,7 @@ async def _sync_profiles(bs: BlockStore, url: str | None, report: SyncReport) ->
         by_doc = {r.block_document_id: r for r in rows if r.block_document_id}
         by_name = {r.name: r for r in rows}
         for doc_id, doc in by_id.items():
-            block = BrowserProfile._from_block_document(doc)
+            block = block_from_document(BrowserProfile, doc)
             try:
                 spec = validate_profile(block.spec_data(), where=f"block {doc.name!r}")
                 proxies, pools = _lookup_refs(s, [spec])
@@ -139,7 +139,7 @@ async def _sync_proxies(bs: BlockStore, url: str | None, report: SyncReport) -> 
         by_name = {r.name: r for r in rows}
         for doc_id, doc in by_id.items():
             try:
-                spec: ProxySpec = ProxyBlock._from_block_document(doc).to_spec()
+                spec: ProxySpec = block_from_document(ProxyBlock, doc).to_spec()
             except Exception as exc:
                 report.invalid_blocks.append(f"{doc.name}: {type(exc).__name__}")
                 continue
