@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+import time
 from collections.abc import Callable, Coroutine
 from datetime import timedelta
 from typing import Any, cast, get_args
@@ -188,12 +189,19 @@ async def _follow(
     final = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
     with _progress(quiet=quiet) as bar:
         task = bar.add_task(f"{label} (waiting for a worker)", total=total, ok=0, failed=0)
+        settle_until: float | None = None
         while True:
             state, ok, failed = await poll()
             desc = label if state == "RUNNING" else f"{label} ({state.lower()})"
             bar.update(task, completed=ok + failed, ok=ok, failed=failed, description=desc)
             if state in final:
-                return state
+                # The server records task runs from their events in batches flushed every
+                # second: the last sessions' counts can arrive just after the flow run ends.
+                settle_until = settle_until or time.monotonic() + 2.5
+                if ok + failed >= total or time.monotonic() > settle_until:
+                    return state
+                await asyncio.sleep(0.5)
+                continue
             await asyncio.sleep(interval.total_seconds())
 
 

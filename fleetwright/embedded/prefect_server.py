@@ -39,6 +39,14 @@ def prefect_env(prefect_home: Path, *, database_url: str | None = None) -> dict[
         "PREFECT_SERVER_DATABASE_CONNECTION_URL": db,
         "PREFECT_LOGGING_TO_API_BATCH_INTERVAL": "0.5",
         "PREFECT_RESULTS_LOCAL_STORAGE_PATH": str(prefect_home / "storage"),
+        # The server records task runs from their state events one event per transaction by
+        # default; a fleet run sends three per session. In batches of up to 50, flushed every
+        # second, the server spends ~40 % less CPU per fleet run (2.4 → 1.45 s per 48 sessions
+        # at concurrency 8, 2026-11-27, 2 cores), CPU that the browsers get instead. Task-run
+        # states then reach the API and UI up to a second later; the events themselves (what
+        # futures and automations wait on) are not delayed.
+        "PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_BATCH_SIZE": "50",
+        "PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_FLUSH_INTERVAL": "1",
     }
 
 

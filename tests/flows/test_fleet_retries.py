@@ -77,20 +77,30 @@ def fleet_site() -> Iterator[FleetSite]:
     thread.join(timeout=10)
 
 
-async def _task_runs(flow_run_id: uuid.UUID) -> list[Any]:
+async def _task_runs(flow_run_id: uuid.UUID, names: set[str]) -> list[Any]:
+    """The flow run's task runs named in `names`, once each of them is recorded in a final
+    state: the server records task runs from their state events in batches (flushed every
+    second), so the last of them reach the API shortly after the flow run ends."""
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
+    deadline = time.monotonic() + 30
     async with get_client() as client:
-        runs: list[Any] = []
         while True:
-            page = await client.read_task_runs(
-                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])),
-                offset=len(runs), limit=200,
-            )  # fmt: skip
-            runs.extend(page)
-            if len(page) < 200:
-                return runs
+            runs: list[Any] = []
+            while True:
+                page = await client.read_task_runs(
+                    flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])),
+                    offset=len(runs), limit=200,
+                )  # fmt: skip
+                runs.extend(page)
+                if len(page) < 200:
+                    break
+            sessions = [t for t in runs if t.name in names]
+            final = [t for t in sessions if t.state is not None and t.state.is_final()]
+            if len(final) >= len(names) or time.monotonic() > deadline:
+                return sessions
+            await asyncio.sleep(0.5)
 
 
 async def _events(name: str, since: float, *, want: int) -> list[Any]:
@@ -146,8 +156,7 @@ def test_fleet_run_retries_only_retryable_failures(
     assert all(fleet_site.hits[p] == 1 for p in set(names) - FLAKY)
 
     # Prefect: one task run per profile; flaky ones ran twice, assertion failures once.
-    task_runs = asyncio.run(_task_runs(state.state_details.flow_run_id))
-    sessions = [t for t in task_runs if t.name in set(names)]
+    sessions = asyncio.run(_task_runs(state.state_details.flow_run_id, set(names)))
     assert len(sessions) == N
     counts = {t.name: t.run_count for t in sessions}
     assert {p for p, c in counts.items() if c == 2} == FLAKY
