@@ -14,6 +14,7 @@ import time
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 import uvicorn
@@ -145,7 +146,7 @@ def test_warm_worker_runs_sessions_and_streams_results(
     rows, latencies = asyncio.run(go())
     assert warm_worker.poll() is None
     assert sorted(r.profile for r in rows) == names
-    assert all(r.status == "ok" for r in rows), rows
+    assert all(r.status == "ok" and r.attempts == 1 for r in rows), rows
     assert rows[0].outputs["who"]["text"] == rows[0].profile
     with session_scope() as s:
         runs = s.scalars(select(Run).where(Run.flow_run_id == "warm-test-1")).all()
@@ -170,6 +171,18 @@ def test_warm_worker_runs_sessions_and_streams_results(
     out = capsys.readouterr().out
     assert code == 0, out
     assert json.loads(out[out.index("{") :])["ok"] == 1
+
+    # a retryable failure (nothing listens on that port) is retried on the warm worker, and
+    # the row says how many attempts it took
+    closed = f"http://127.0.0.1:{free_port()}"
+    bad = plan_run("ping", profiles=[names[0]], params={"base_url": closed})
+
+    async def failing() -> list[Any]:
+        return [r async for r in astream_warm(bad, fleet_id="warm-retry-1")]
+
+    [row] = asyncio.run(failing())
+    assert (row.status, row.attempts, row.error_type) == ("failed", 3, "StepError"), row
+    assert "ERR_CONNECTION_REFUSED" in (row.error or ""), row
 
     p50 = statistics.median(latencies)
     print(f"warm trigger→first page action p50 {p50 * 1000:.0f} ms: {latencies}")
