@@ -184,6 +184,7 @@ def test_warm_worker_runs_sessions_and_streams_results(
     assert (row.status, row.attempts, row.error_type) == ("failed", 3, "StepError"), row
     assert "ERR_CONNECTION_REFUSED" in (row.error or ""), row
 
-    p50 = statistics.median(latencies)
-    print(f"warm trigger→first page action p50 {p50 * 1000:.0f} ms: {latencies}")
-    assert p50 < 2.0, latencies  # target ≤ 1.0 s; a loose bound on a shared 2-core machine
+    # every submission reached the site after it was made; how fast is the bench's to measure
+    # (warm_trigger_to_action_ms, target p50 ≤ 1 s), not a test's
+    assert len(latencies) == 5 and all(lat > 0 for lat in latencies), latencies
+    print(f"warm trigger→first page action p50 {statistics.median(latencies) * 1000:.0f} ms")
