@@ -46,11 +46,8 @@ async def _blocks(prefix: str) -> dict[str, tuple[str, BrowserProfile]]:
         return out
 
 
-@pytest.fixture
-def direct(prefect_database: str, monkeypatch: pytest.MonkeyPatch, home: Path) -> Any:
-    """Bulk block writes on, into the session server's database; counts API block creates."""
-    monkeypatch.setenv("FLEETWRIGHT_PREFECT_DATABASE_URL", prefect_database)
-    reset_settings()
+def _count_api_creates(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The names of the blocks created through the Prefect API from now on."""
     calls: list[str] = []
     real_create = BlockStore.create
 
@@ -59,7 +56,15 @@ def direct(prefect_database: str, monkeypatch: pytest.MonkeyPatch, home: Path) -
         return await real_create(self, block, name, **kwargs)
 
     monkeypatch.setattr(BlockStore, "create", counting)
-    yield calls
+    return calls
+
+
+@pytest.fixture
+def direct(prefect_database: str, monkeypatch: pytest.MonkeyPatch, home: Path) -> Any:
+    """Bulk block writes on, into the session server's database; counts API block creates."""
+    monkeypatch.setenv("FLEETWRIGHT_PREFECT_DATABASE_URL", prefect_database)
+    reset_settings()
+    yield _count_api_creates(monkeypatch)
     reset_settings()
 
 
@@ -162,37 +167,6 @@ def test_bulk_write_failure_falls_back_to_the_api(
     rows = _rows(catalogue_url)
     blocks = asyncio.run(_blocks(block_name_for(prefix)))
     assert {rows[f"{prefix}-{i}"] for i in range(6)} == {doc_id for doc_id, _ in blocks.values()}
-
-
-def test_bulk_import_row_failure_deletes_that_chunks_blocks(
-    direct: list[str], catalogue_url: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    import fleetwright.registry.profiles as profiles
-
-    monkeypatch.setattr(profiles, "IMPORT_CHUNK", 2)
-    real_write_rows = profiles._write_rows
-    calls = 0
-
-    def failing_second_chunk(plan: Any, url: str | None) -> Any:
-        nonlocal calls
-        calls += 1
-        if calls == 2:
-            raise RuntimeError("disk full")
-        return real_write_rows(plan, url)
-
-    monkeypatch.setattr(profiles, "_write_rows", failing_second_chunk)
-    prefix = _unique("undo")
-    names = [f"{prefix}-{i}" for i in range(6)]
-    items = [(f"item {i + 1}", {"name": n}) for i, n in enumerate(names)]
-    with pytest.raises(RuntimeError, match="disk full"):
-        asyncio.run(import_profiles(items, url=catalogue_url))
-    assert sorted(n for n in _rows(catalogue_url) if n.startswith(prefix)) == names[:2]
-    assert set(asyncio.run(_blocks(block_name_for(prefix)))) == {
-        block_name_for(n) for n in names[:2]
-    }
-    monkeypatch.setattr(profiles, "_write_rows", real_write_rows)
-    report = asyncio.run(import_profiles(items, url=catalogue_url))
-    assert (report.created, report.unchanged) == (4, 2)
 
 
 def test_unusable_database_means_the_api(
@@ -370,14 +344,7 @@ def test_embedded_server_on_sqlite_gets_bulk_writes(
     try:
         monkeypatch.setenv("PREFECT_API_URL", server.api_url)
         assert prefect_database_url() == f"sqlite:///{settings.prefect_home / 'prefect.db'}"
-        calls: list[str] = []
-        real_create = BlockStore.create
-
-        async def counting(self: BlockStore, block: Any, name: str, **kwargs: Any) -> Any:
-            calls.append(name)
-            return await real_create(self, block, name, **kwargs)
-
-        monkeypatch.setattr(BlockStore, "create", counting)
+        calls = _count_api_creates(monkeypatch)
         items = [(f"item {i + 1}", {"name": f"emb-{i:02d}", "tags": ["e"]}) for i in range(30)]
         url = settings.catalogue_url
 

@@ -250,11 +250,23 @@ def test_import_reports_positions_under_concurrency(
     assert set(_rows(catalogue_url)) == {f"{prefix}-{i}" for i in (0, 2, 3, 4, 6)}
 
 
+@pytest.mark.parametrize("bulk", [False, True], ids=["api", "bulk"])
 def test_import_row_failure_deletes_that_chunks_blocks(
-    prefect_api: str, catalogue_url: str, monkeypatch: pytest.MonkeyPatch
+    prefect_api: str,
+    catalogue_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    request: pytest.FixtureRequest,
+    bulk: bool,
 ) -> None:
+    """Through the API, and with blocks written in bulk into the server's database."""
     import fleetwright.registry.profiles as profiles
+    from fleetwright.settings import reset_settings
 
+    if bulk:
+        monkeypatch.setenv(
+            "FLEETWRIGHT_PREFECT_DATABASE_URL", request.getfixturevalue("prefect_database")
+        )
+        reset_settings()
     monkeypatch.setattr(profiles, "IMPORT_CHUNK", 2)
     real_write_rows = profiles._write_rows
     calls = 0
@@ -279,4 +291,5 @@ def test_import_row_failure_deletes_that_chunks_blocks(
     monkeypatch.setattr(profiles, "_write_rows", real_write_rows)
     report = asyncio.run(import_profiles(items, url=catalogue_url))
     assert (report.created, report.unchanged) == (4, 2)
+    assert report.bulk_blocks == (3 if bulk else 0)  # the first block goes through the API
     assert sorted(_rows(catalogue_url)) == names
