@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -14,6 +13,7 @@ from pathlib import Path
 
 import httpx
 
+from fleetwright.embedded.stack import stop_process
 from fleetwright.errors import ConfigurationError, PrefectUnavailableError
 
 __all__ = ["LocalPrefectServer", "free_port", "prefect_env", "redis_env"]
@@ -202,22 +202,5 @@ class LocalPrefectServer:
         services, self.services = self.services, None
         for proc in (self.process, services):
             if proc is not None:
-                self._stop_process(proc, timeout)
+                stop_process(proc, timeout=timeout.total_seconds())
         self.process = None
-
-    @staticmethod
-    def _stop_process(proc: subprocess.Popen[bytes], timeout: timedelta) -> None:
-        if proc.poll() is not None:
-            return
-        try:
-            os.killpg(proc.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            return
-        try:
-            proc.wait(timeout=timeout.total_seconds())
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            try:
-                proc.wait(timeout=timeout.total_seconds())
-            except subprocess.TimeoutExpired:
-                raise RuntimeError(f"process {proc.pid} did not exit after SIGKILL") from None
