@@ -28,7 +28,7 @@ from fleetwright.embedded.prefect_server import free_port
 
 if TYPE_CHECKING:
     from fleetwright.embedded.prefect_server import LocalPrefectServer
-    from fleetwright.testing.site import SiteServer
+    from fleetwright.testing.site import SiteProcess
 
 __all__ = ["PG_ADMIN_URL", "Bench", "Mode", "Sizes"]
 
@@ -155,7 +155,7 @@ class Bench:
     prefect_database_url: str = ""
     prefect_encryption_key: str = ""
     _server: LocalPrefectServer | None = None
-    _sites: dict[int, SiteServer] = field(default_factory=dict)
+    _sites: dict[int, SiteProcess] = field(default_factory=dict)
     _profiles: set[str] = field(default_factory=set)
 
     # -- set-up ------------------------------------------------------------------------
@@ -247,12 +247,19 @@ class Bench:
         proc = self._server.process if self._server is not None else None
         return proc.pid if proc is not None else None
 
-    def site(self, delay_ms: int = 0) -> SiteServer:
-        """The bench site answering every request after `delay_ms` (started once per delay)."""
+    def site(self, delay_ms: int = 0) -> SiteProcess:
+        """The bench site answering every request after `delay_ms` (started once per delay),
+        in a process of its own, as a real site is: served from a thread of the bench's
+        process, its requests would wait for that process's GIL, and the side running more
+        Python threads (Fleetwright) would be answered more slowly."""
         if delay_ms not in self._sites:
-            from fleetwright.testing.site import SiteServer
+            from fleetwright.testing.site import SiteProcess
 
-            self._sites[delay_ms] = SiteServer(delay=timedelta(milliseconds=delay_ms)).start()
+            site = SiteProcess(
+                delay=timedelta(milliseconds=delay_ms),
+                log_path=self.root / "logs" / f"site-{delay_ms}ms.log",
+            )
+            self._sites[delay_ms] = site.start()
         return self._sites[delay_ms]
 
     def profiles(

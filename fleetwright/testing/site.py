@@ -13,6 +13,8 @@ import asyncio
 import html
 import secrets
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -20,6 +22,7 @@ from contextlib import contextmanager
 from datetime import timedelta
 from email.parser import BytesParser
 from email.policy import HTTP
+from pathlib import Path
 from urllib.parse import parse_qs
 
 import uvicorn
@@ -29,7 +32,7 @@ from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Re
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-__all__ = ["PRODUCTS", "SiteServer", "create_app", "main", "serve_site"]
+__all__ = ["PRODUCTS", "SiteProcess", "SiteServer", "create_app", "main", "serve_site"]
 
 SESSION_COOKIE = "fw_session"
 MAX_SLOW_MS = 60_000
@@ -310,6 +313,69 @@ class SiteServer:
         if self._thread.is_alive():
             self._thread.join(timeout=10)
         self._sock.close()
+
+
+class SiteProcess:
+    """The site served from a process of its own (`python -m fleetwright.testing.site`).
+
+    A real site never shares an interpreter with the automation visiting it. SiteServer's
+    thread does: its requests wait for the client process's GIL, so the more Python threads
+    a client runs, the slower the site answers it. Benchmarks that compare clients use this.
+    """
+
+    def __init__(
+        self, *, port: int = 0, delay: timedelta = timedelta(0), log_path: Path | None = None
+    ) -> None:
+        from fleetwright.embedded.prefect_server import free_port
+
+        if delay < timedelta(0):
+            raise ValueError("delay must not be negative")
+        self.port: int = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.delay = delay
+        self.log_path = log_path
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, *, timeout: timedelta = timedelta(seconds=30)) -> SiteProcess:
+        """Start the process and wait until the site answers."""
+        import tempfile
+
+        import httpx
+
+        from fleetwright.embedded.stack import start_process
+
+        log = self.log_path or Path(tempfile.gettempdir()) / f"fleetwright-site-{self.port}.log"
+        delay_ms = str(int(self.delay.total_seconds() * 1000))
+        self._proc = start_process(
+            [sys.executable, "-m", "fleetwright.testing.site", "--port", str(self.port),
+             "--delay-ms", delay_ms],
+            {}, log_path=log,
+        )  # fmt: skip
+        deadline = time.monotonic() + timeout.total_seconds()
+        while True:
+            if self._proc.poll() is not None:
+                tail = " | ".join(log.read_text(errors="replace").strip().splitlines()[-3:])
+                self._proc = None
+                raise RuntimeError(f"the site on port {self.port} exited at start: {tail}")
+            try:
+                httpx.get(f"{self.url}/", timeout=2).raise_for_status()
+                return self
+            except httpx.HTTPError:
+                if time.monotonic() > deadline:
+                    self.stop()
+                    raise RuntimeError(f"the site did not answer on {self.url}") from None
+                time.sleep(0.05)
+
+    def stop(self) -> None:
+        """Stop the process (idempotent)."""
+        from fleetwright.embedded.stack import stop_process
+
+        stop_process(self._proc, timeout=10)
+        self._proc = None
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None else None
 
 
 @contextmanager

@@ -3,16 +3,24 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import time
 from datetime import timedelta
+from pathlib import Path
 
 import httpx
 import pytest
 
 from fleetwright.testing.proxies import free_port, wait_port
-from fleetwright.testing.site import DOWNLOAD_BODY, PRODUCTS, SiteServer, serve_site
+from fleetwright.testing.site import (
+    DOWNLOAD_BODY,
+    PRODUCTS,
+    SiteProcess,
+    SiteServer,
+    serve_site,
+)
 
 
 def test_index_links(site: SiteServer) -> None:
@@ -108,3 +116,35 @@ def test_runs_as_a_module() -> None:
         text=True,
     )
     assert bad.returncode == 2 and "--delay-ms must be 0 or more" in bad.stderr
+
+
+def test_site_process_serves_from_its_own_process_with_its_delay(tmp_path: Path) -> None:
+    site = SiteProcess(delay=timedelta(milliseconds=150), log_path=tmp_path / "site.log").start()
+    try:
+        assert site.pid is not None and site.pid != os.getpid()
+        with httpx.Client(base_url=site.url) as client:
+            client.get("/")  # connect once
+            started = time.monotonic()
+            assert client.get("/ip").json()["ip"] == "127.0.0.1"
+            assert time.monotonic() - started >= 0.15
+        pid = site.pid
+    finally:
+        site.stop()
+    site.stop()  # idempotent
+    assert site.pid is None
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(f"{site.url}/")
+
+
+def test_site_process_that_cannot_start_says_why(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        site = SiteProcess(port=taken.getsockname()[1], log_path=tmp_path / "site.log")
+        with pytest.raises(RuntimeError, match=r"exited at start.*in use"):
+            site.start()
+    assert site.pid is None
+    with pytest.raises(ValueError, match="negative"):
+        SiteProcess(delay=timedelta(milliseconds=-1))
