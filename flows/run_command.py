@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 from datetime import timedelta
-from typing import Any
+from typing import Any, cast
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import (
@@ -22,8 +22,9 @@ from prefect.artifacts import (
 from prefect.client.schemas.objects import State
 from prefect.context import get_run_context
 from prefect.states import Completed, Failed
+from prefect.utilities.annotations import quote
 
-from fleetwright.commands import get_command, validate_params
+from fleetwright.commands import CommandSpec, get_command, validate_params
 from fleetwright.errors import FleetwrightError, ValidationError
 from fleetwright.fleet.resume import fleet_chain, mark_interrupted
 from fleetwright.registry.events import emit
@@ -106,8 +107,10 @@ async def run_command(
         nonlocal finished
         async with sem:
             try:
+                # quote: Prefect would otherwise walk the whole command (every step) per task
+                # run, twice, looking for futures; it unwraps the value before the task runs
                 results[name] = await run_profile_session(
-                    name, spec, values, trace=trace, timeout=timeout
+                    name, cast(CommandSpec, quote(spec)), values, trace=trace, timeout=timeout
                 )
             except FleetwrightError as exc:
                 results[name] = _failure(name, exc.message, exc)
