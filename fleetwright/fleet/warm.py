@@ -104,31 +104,16 @@ async def _result(
             await asyncio.sleep(0.1)
 
 
-def _attempts(run_id: int | None) -> int:
-    """The attempt a session's run row belongs to (the task's retries each add a row)."""
-    if run_id is None:
-        return 1
-    from sqlalchemy import select
-
-    from fleetwright.catalogue.db import session_scope
-    from fleetwright.catalogue.models import Run
-
-    with session_scope() as s:
-        attempts = s.scalar(select(Run.attempts).where(Run.id == run_id))
-    return int(attempts or 1)
-
-
 async def _outcome(name: str, future: PrefectDistributedFuture[Any]) -> SessionRow:
     try:
         result = await _result(future)
     except FleetwrightError as exc:
         partial = getattr(exc, "session_result", None)
-        run_id = getattr(partial, "run_id", None)
         return SessionRow(
             profile=name,
             status="failed",
-            run_id=run_id,
-            attempts=await asyncio.to_thread(_attempts, run_id),
+            run_id=getattr(partial, "run_id", None),
+            attempts=getattr(partial, "attempts", 1),
             duration_ms=getattr(partial, "duration_ms", None),
             error=exc.message,
             error_type=type(exc).__name__,
@@ -142,7 +127,7 @@ async def _outcome(name: str, future: PrefectDistributedFuture[Any]) -> SessionR
         profile=name,
         status=str(result.get("status", "ok")),
         run_id=result.get("run_id"),
-        attempts=await asyncio.to_thread(_attempts, result.get("run_id")),
+        attempts=int(result.get("attempts", 1)),
         duration_ms=result.get("duration_ms"),
         outputs=dict(result.get("outputs") or {}),
         artifacts=dict(result.get("artifacts") or {}),

@@ -75,6 +75,8 @@ class SessionResult:
     profile: str
     status: Literal["ok", "failed", "skipped"]
     run_id: int | None = None
+    #: which attempt of the task this was (its run row's `attempts`)
+    attempts: int = 1
     outputs: dict[str, Any] = field(default_factory=dict)
     artifacts: dict[str, str] = field(default_factory=dict)
     error: str | None = None
@@ -299,7 +301,7 @@ class SessionEngine:
         run_id, chosen = begun.run_id, begun.proxy
         proxy_id, proxy_name = (chosen[0], chosen[1]) if chosen else (None, None)
         result = SessionResult(profile=loaded.spec.name, status="failed", run_id=run_id,
-                               proxy=proxy_name)  # fmt: skip
+                               attempts=req.attempt, proxy=proxy_name)  # fmt: skip
         extra: dict[str, Any] = {}
         pspec: ProxySpec | None = None
         artifacts: dict[str, Path] = {}
