@@ -26,6 +26,8 @@ FIGURE_NAMES: tuple[str, ...] = (
     "process_worker_trigger_to_action_ms",
     "catalogue_select_1000_of_100k_ms",
     "import_10k_profiles_s",
+    "import_10k_blocks_s",
+    "reconcile_one_edit_ms",
     "memory_mb_per_session",
     "prefect_empty_task_ms",
 )

@@ -68,7 +68,11 @@ BENCHMARKS: tuple[Benchmark, ...] = (
         ("warm_trigger_to_action_ms", "process_worker_trigger_to_action_ms"),
     ),
     Benchmark("catalogue", "catalogue_bench", ("catalogue_select_1000_of_100k_ms",)),
-    Benchmark("import", "import_bench", ("import_10k_profiles_s",)),
+    Benchmark(
+        "import",
+        "import_bench",
+        ("import_10k_profiles_s", "import_10k_blocks_s", "reconcile_one_edit_ms"),
+    ),
 )
 
 TARGETS: dict[str, str] = {
@@ -80,7 +84,8 @@ TARGETS: dict[str, str] = {
     "throughput_ratio_c8_0ms": "≥ 0.90",
     "throughput_ratio_c8_150ms": "≥ 0.90",
     "warm_trigger_to_action_ms": "≤ 1000",
-    "import_10k_profiles_s": "≤ 60",
+    "import_10k_profiles_s": "≤ 15",
+    "reconcile_one_edit_ms": "≤ 200",
 }
 
 

@@ -59,16 +59,8 @@ class Settings(BaseSettings):
     demo_site_port: int = Field(default=8765)
     encryption_key: SecretStr | None = Field(
         default=None,
-        description="Fernet key for block encryption: given to the local Prefect server "
-        "`fleetwright up` starts (its PREFECT_SERVER_ENCRYPTION_KEY), and used by bulk block "
-        "writes when the server was started with a key of its own.",
-    )
-    prefect_database_url: SecretStr | None = Field(
-        default=None,
-        description="The Prefect server's own database (its PREFECT_SERVER_DATABASE_CONNECTION_URL)"
-        ". Bulk imports write block documents straight into it, a chunk per transaction, "
-        "instead of one API request each. Default: the local server's, when that is the API "
-        "in use; empty: always through the API.",
+        description="Fernet key for block encryption, given to the local Prefect server "
+        "`fleetwright up` starts (its PREFECT_SERVER_ENCRYPTION_KEY).",
     )
 
     @field_validator("lease_ttl", "lease_wait", mode="before")

@@ -10,16 +10,20 @@ from typing import Any
 
 from prefect import flow
 
-from tasks.catalogue import reconcile_catalogue
+from tasks.catalogue import reconcile_catalogue, reconcile_edited_blocks
 
 __all__ = ["sync_catalogue_flow"]
 
 
 @flow(name="sync-catalogue", log_prints=False)
 async def sync_catalogue_flow(block_document_id: str | None = None) -> dict[str, Any]:
-    """Reconcile every profile and proxy block with its catalogue row.
+    """Reconcile what was edited, or everything.
 
-    `block_document_id` names the block whose event started the run (for the record): the
-    reconcile always covers every block, so edits that arrive while it runs are not lost.
+    Triggered by a block event (`block_document_id` set): the blocks edited since the last
+    such run, by id, plus that one; its cost follows the edits, not the fleet. Without it (the
+    schedule, a run by hand): every profile and proxy block against every row, then every
+    pending block write.
     """
+    if block_document_id:
+        return await reconcile_edited_blocks(block_document_id)
     return await reconcile_catalogue()

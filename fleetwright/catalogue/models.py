@@ -34,6 +34,7 @@ __all__ = [
     "ProxyPool",
     "Run",
     "Service",
+    "SyncCursor",
     "utcnow",
 ]
 
@@ -128,7 +129,14 @@ class Proxy(Base):
 
 
 class Profile(Base):
-    """A persistent browser identity: fingerprint, proxy assignment, state and lease."""
+    """A persistent browser identity: fingerprint, proxy assignment, state and lease.
+
+    The row is the source of truth for the profile's spec (see docs/architecture.md). Its
+    BrowserProfile block is a projection for the Prefect UI: `revision` counts spec changes,
+    `projected_revision` is the revision the block was last written with (the outbox: rows
+    with `revision > projected_revision` wait for their block), and `projected` is the spec
+    the block held then, the base against which a UI edit is merged.
+    """
 
     __tablename__ = "profiles"
 
@@ -143,6 +151,11 @@ class Profile(Base):
     proxy_pool_id: Mapped[int | None] = mapped_column(
         ForeignKey("proxy_pools.id", ondelete="SET NULL")
     )
+    bound_proxy_id: Mapped[int | None] = mapped_column(
+        ForeignKey("proxies.id", ondelete="SET NULL"),
+        doc="The proxy a sticky pool draw or a failover bound the profile to (not the "
+        "assignment: `proxy_id`/`proxy_pool_id` are what the user assigned).",
+    )
     proxy_policy: Mapped[str] = mapped_column(String(16), default="sticky")
     proxy_failover: Mapped[bool] = mapped_column(Boolean, default=False)
     ip_check: Mapped[str] = mapped_column(String(8), default="off")
@@ -154,10 +167,14 @@ class Profile(Base):
     lease_proxy_id: Mapped[int | None] = mapped_column(
         Integer, doc="The proxy the lease holder's session goes through (per-proxy caps)."
     )
+    revision: Mapped[int] = mapped_column(Integer, default=1)
+    projected_revision: Mapped[int] = mapped_column(Integer, default=0)
+    projected: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
     proxy: Mapped[Proxy | None] = relationship(foreign_keys=[proxy_id])
+    bound_proxy: Mapped[Proxy | None] = relationship(foreign_keys=[bound_proxy_id])
     proxy_pool: Mapped[ProxyPool | None] = relationship(foreign_keys=[proxy_pool_id])
     tag_rows: Mapped[list[ProfileTag]] = relationship(
         back_populates="profile", cascade="all, delete-orphan", lazy="selectin"
@@ -167,6 +184,7 @@ class Profile(Base):
         Index(None, "status"),
         Index(None, "proxy_id"),
         Index(None, "lease_proxy_id", "lease_expires_at"),
+        Index("ix_profiles_outbox", "projected_revision", "revision"),
     )
 
     @property
@@ -300,3 +318,13 @@ class ExitIP(Base):
     seen_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     __table_args__ = (Index(None, "profile_id", "seen_at"),)
+
+
+class SyncCursor(Base):
+    """Where a reader of Prefect's event stream stopped (the block-edit reconcile)."""
+
+    __tablename__ = "sync_cursors"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(String(64))
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)

@@ -183,6 +183,11 @@ def add(
         print_json(record)
     else:
         console.print(f"Added profile [bold]{record['name']}[/] (block {record['block_name']}).")
+        if record["block_pending"]:
+            err_console.print(
+                "  its block is not written yet (Prefect API unreachable); "
+                "`fleetwright sync` writes it"
+            )
 
 
 @app.command("list")
@@ -321,15 +326,27 @@ def import_(
 
     items = read_import_file(path)
     with Progress(
-        TextColumn("importing"),
+        TextColumn("{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
         console=err_console,
         disable=as_json,
     ) as progress:
-        task = progress.add_task("import", total=len(items))
-        report = asyncio.run(import_profiles(items, progress=lambda n: progress.advance(task, n)))
+        task = progress.add_task("importing", total=len(items))
+        blocks = progress.add_task("blocks", total=None, visible=False)
+
+        def block_done(n: int) -> None:
+            progress.update(blocks, visible=True, description="blocks")
+            progress.advance(blocks, n)
+
+        report = asyncio.run(
+            import_profiles(
+                items,
+                progress=lambda n: progress.advance(task, n),
+                block_progress=block_done,
+            )
+        )
     if as_json:
         print_json(report.__dict__)
     else:
@@ -337,6 +354,11 @@ def import_(
             f"{report.created} created, {report.updated} updated, "
             f"{report.unchanged} unchanged, {len(report.errors)} rejected."
         )
+        if report.blocks_pending:
+            err_console.print(
+                f"  {report.blocks_pending} block(s) not written yet (the profiles are "
+                "runnable); `fleetwright sync` writes them"
+            )
         for where, reason in report.errors:
             line = reason if reason.startswith(where) else f"{where}: {reason}"
             err_console.print(f"  [red]rejected[/] {line}", highlight=False)

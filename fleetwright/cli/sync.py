@@ -22,5 +22,7 @@ def sync(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
         return
     console.print(f"{report.changed} changes.")
     for key, values in report.as_dict().items():
-        if values:
+        if isinstance(values, list) and values:
             console.print(f"  {key.replace('_', ' ')}: {', '.join(values[:20])}")
+    if report.blocks_written:
+        console.print(f"  blocks written: {report.blocks_written}")

@@ -3,6 +3,10 @@
 Policies: `sticky` (the profile keeps its proxy; the first one is drawn from its pool),
 `round_robin`, `least_used` and `random` (a fresh pick from the pool each session).
 Live sessions per proxy are the profiles whose unexpired lease names it (`lease_proxy_id`).
+
+The assignment (`proxy_id` or `proxy_pool_id`, what the user chose) is never changed here.
+What a sticky pool draw or a failover chose is the profile's binding (`bound_proxy_id`): later
+sessions keep it until the assignment changes (which clears it) or another failover moves it.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ from __future__ import annotations
 import logging
 import random
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import func, select, update
@@ -21,13 +26,26 @@ from fleetwright.proxies.locking import lock_profile, lock_proxies
 
 __all__ = [
     "POLICIES",
+    "Failover",
     "choose_proxy",
+    "choose_proxy_for",
     "is_quarantined",
     "live_sessions",
     "release_proxy",
 ]
 
 logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Failover:
+    """A session moved off a quarantined proxy: from which, to which, within which pool."""
+
+    profile: str
+    from_proxy: str
+    to_proxy: str
+    pool: str
+
 
 POLICIES = ("sticky", "round_robin", "least_used", "random")
 
@@ -133,7 +151,9 @@ def _quarantined_error(proxy: Proxy, profile: Profile, extra: str) -> ProxyQuara
     )
 
 
-def _sticky(session: Session, profile: Profile, current: Proxy, now: datetime) -> Proxy:
+def _sticky(
+    session: Session, profile: Profile, current: Proxy, now: datetime
+) -> tuple[Proxy, Failover | None]:
     pool_id = current.pool_id or profile.proxy_pool_id
     candidates: list[Proxy] = []
     pool: ProxyPool | None = None
@@ -150,7 +170,7 @@ def _sticky(session: Session, profile: Profile, current: Proxy, now: datetime) -
                 f"{live[current.id]} sessions, its cap (max_sessions={current.max_sessions}); "
                 "retry when a session ends or raise the cap"
             )
-        return current
+        return current, None
     if not profile.proxy_failover:
         raise _quarantined_error(
             current,
@@ -174,8 +194,8 @@ def _sticky(session: Session, profile: Profile, current: Proxy, now: datetime) -
         chosen.name,
         pool.name,
     )
-    profile.proxy_id = chosen.id
-    return chosen
+    profile.bound_proxy_id = chosen.id
+    return chosen, Failover(profile.name, current.name, chosen.name, pool.name)
 
 
 def choose_proxy(
@@ -189,18 +209,38 @@ def choose_proxy(
 
     Call it while holding the profile's lease: the choice is recorded as `lease_proxy_id`
     in the same locked transaction, so per-proxy caps hold under concurrency.
-    `label_filter` narrows picks from a pool; an already-assigned sticky proxy is kept.
+    `label_filter` narrows picks from a pool; an already-bound sticky proxy is kept.
     """
+    return choose_proxy_for(session, profile, label_filter=label_filter, now=now)[0]
+
+
+def choose_proxy_for(
+    session: Session,
+    profile: Profile,
+    *,
+    label_filter: Mapping[str, str] | None = None,
+    now: datetime | None = None,
+) -> tuple[Proxy | None, Failover | None]:
+    """choose_proxy, also saying whether the session failed over (for the run's log)."""
     now = now or utcnow()
     profile = lock_profile(session, profile.id)
-    current = session.get(Proxy, profile.proxy_id) if profile.proxy_id else None
     policy = profile.proxy_policy if profile.proxy_policy in POLICIES else "sticky"
-    pool_id = profile.proxy_pool_id or (current.pool_id if current else None)
+    assigned = session.get(Proxy, profile.proxy_id) if profile.proxy_id else None
+    bound = session.get(Proxy, profile.bound_proxy_id) if profile.bound_proxy_id else None
+    if (
+        bound is not None
+        and profile.proxy_pool_id is not None
+        and (bound.pool_id != profile.proxy_pool_id)
+    ):
+        bound = None  # moved to another pool since: draw again
+    pool_id = profile.proxy_pool_id or (assigned.pool_id if assigned else None)
+    failover: Failover | None = None
 
-    if current is not None and (policy == "sticky" or pool_id is None):
-        chosen = _sticky(session, profile, current, now)
+    sticky_to = bound or assigned
+    if sticky_to is not None and (policy == "sticky" or pool_id is None):
+        chosen, failover = _sticky(session, profile, sticky_to, now)
     elif pool_id is None:
-        return None
+        return None, None
     else:
         pool, candidates = _pool_candidates(session, pool_id, label_filter)
         live = live_sessions(
@@ -211,7 +251,7 @@ def choose_proxy(
             raise _nothing_eligible(pool, candidates, label_filter)
         chosen = picked
         if policy == "sticky":
-            profile.proxy_id = chosen.id
+            profile.bound_proxy_id = chosen.id
             logger.info("Profile %s is now bound to proxy %s", profile.name, chosen.name)
 
     if profile.lease_expires_at is not None and profile.lease_expires_at > now:
@@ -224,7 +264,7 @@ def choose_proxy(
     )
     session.expire(chosen, ["sessions_total"])
     session.flush()
-    return chosen
+    return chosen, failover
 
 
 def release_proxy(session: Session, profile: Profile) -> None:

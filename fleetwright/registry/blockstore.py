@@ -24,7 +24,13 @@ from pydantic_core import to_jsonable_python
 
 from fleetwright.errors import PrefectUnavailableError
 
-__all__ = ["BlockStore", "block_from_document", "block_then_row", "open_block_store"]
+__all__ = [
+    "BlockStore",
+    "block_from_document",
+    "block_then_row",
+    "open_block_store",
+    "using_store",
+]
 
 B = TypeVar("B", bound=Block)
 
@@ -148,6 +154,15 @@ class BlockStore:
             return None
         return doc, block_from_document(cls, doc)
 
+    async def read_document(self, document_id: UUID | str) -> BlockDocument | None:
+        """One document with its secrets, as stored (not validated as a block)."""
+        try:
+            return await self.client.read_block_document(
+                UUID(str(document_id)), include_secrets=True
+            )
+        except ObjectNotFound:
+            return None
+
     async def read_by_name(self, cls: type[B], name: str) -> B | None:
         try:
             doc = await self.client.read_block_document_by_name(
@@ -229,3 +244,23 @@ async def open_block_store(
             raise PrefectUnavailableError(
                 f"The Prefect API at {client.api_url} stopped answering ({type(exc).__name__})."
             ) from None
+
+
+class using_store:
+    """Use the given BlockStore, or open one for the duration (keeping `connections` open)."""
+
+    def __init__(self, store: BlockStore | None, *, connections: int | None = None) -> None:
+        self.store = store
+        self.connections = connections
+        self._cm: Any = None
+
+    async def __aenter__(self) -> BlockStore:
+        if self.store is not None:
+            return self.store
+        self._cm = open_block_store(connections=self.connections)
+        store: BlockStore = await self._cm.__aenter__()
+        return store
+
+    async def __aexit__(self, *exc: Any) -> None:
+        if self._cm is not None:
+            await self._cm.__aexit__(*exc)

@@ -7,21 +7,20 @@ import logging
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
-from blocks.profile import BrowserProfile
 from blocks.proxy import Proxy as ProxyBlock
 from fleetwright.catalogue.db import session_scope
 from fleetwright.catalogue.models import Profile, Proxy, ProxyPool
 from fleetwright.errors import AlreadyExistsError, NotFoundError, ValidationError
 from fleetwright.registry.blockstore import BlockStore, block_then_row
+from fleetwright.registry.blockstore import using_store as _store
 from fleetwright.registry.profiles import (
     BLOCK_CONCURRENCY,
     ImportReport,
-    _store,
-    row_to_spec,
+    project_pending,
     select_profiles,
 )
 from fleetwright.specs import ProxySpec, block_name_for
@@ -196,14 +195,21 @@ async def remove_proxy(
             names = [p.name for p in users]
             for p in users:
                 p.proxy_id = None
+                p.revision += 1
+            s.execute(
+                update(Profile)
+                .where(Profile.bound_proxy_id == row.id)
+                .values(bound_proxy_id=None)
+                .execution_options(synchronize_session=False)
+            )
+            ids = [p.id for p in users]
             doc_id = row.block_document_id
             s.delete(row)
             s.flush()
-            for p in users:
-                if p.block_document_id:
-                    await bs.update(p.block_document_id, BrowserProfile.from_spec(row_to_spec(p)))
-            if doc_id:
-                await bs.delete(doc_id)
+        if ids:
+            await project_pending(ids, url=url, store=bs)
+        if doc_id:
+            await bs.delete(doc_id)
     return names
 
 
@@ -216,48 +222,39 @@ async def assign_proxy(
     url: str | None = None,
     store: BlockStore | None = None,
 ) -> list[str]:
-    """Give the selected profiles a proxy (sticky) or a pool; returns the profiles changed."""
+    """Give the selected profiles a proxy (sticky) or a pool; returns the profiles selected.
+
+    The assignment changes on the rows (a changed one drops the proxy a pool draw or a
+    failover had bound), then their blocks are projected.
+    """
     if bool(proxy) == bool(pool):
         raise ValidationError("give exactly one of --proxy or --pool")
     if not names and not tags:
         raise ValidationError("select profiles with --profile NAME or --tag TAG")
-    async with _store(store) as bs:
-        with session_scope(url) as s:
-            proxy_id = _get(s, proxy).id if proxy else None
-            pool_id = None
-            if pool:
-                pool_row = s.scalar(select(ProxyPool).where(ProxyPool.name == pool))
-                if pool_row is None:
-                    raise NotFoundError(f"unknown proxy pool {pool!r}")
-                pool_id = pool_row.id
-            rows = list(
-                s.scalars(
-                    select_profiles(names=names, tags=tags, status=None).options(
-                        selectinload(Profile.proxy), selectinload(Profile.proxy_pool)
-                    )
-                )
-            )
-            found = {r.name for r in rows}
-            missing = [n for n in names if n not in found]
-            if missing:
-                raise NotFoundError(f"unknown profile {missing[0]!r}")
-            if not rows:
-                raise NotFoundError(f"no profile has tag {tags[0]!r}")
-            for r in rows:
-                r.proxy_id, r.proxy_pool_id = proxy_id, pool_id
-            s.flush()
-            for r in rows:
-                s.refresh(r, ["proxy", "proxy_pool"])
-            sem = asyncio.Semaphore(BLOCK_CONCURRENCY)
-
-            async def write(r: Profile) -> None:
-                async with sem:
-                    block = BrowserProfile.from_spec(row_to_spec(r))
-                    if r.block_document_id:
-                        await bs.update(r.block_document_id, block)
-
-            await asyncio.gather(*(write(r) for r in rows))
-            return sorted(found)
+    with session_scope(url) as s:
+        proxy_id = _get(s, proxy).id if proxy else None
+        pool_id = None
+        if pool:
+            pool_row = s.scalar(select(ProxyPool).where(ProxyPool.name == pool))
+            if pool_row is None:
+                raise NotFoundError(f"unknown proxy pool {pool!r}")
+            pool_id = pool_row.id
+        rows = list(s.scalars(select_profiles(names=names, tags=tags, status=None)))
+        found = {r.name for r in rows}
+        missing = [n for n in names if n not in found]
+        if missing:
+            raise NotFoundError(f"unknown profile {missing[0]!r}")
+        if not rows:
+            raise NotFoundError(f"no profile has tag {tags[0]!r}")
+        changed = []
+        for r in rows:
+            if (r.proxy_id, r.proxy_pool_id) != (proxy_id, pool_id):
+                r.proxy_id, r.proxy_pool_id, r.bound_proxy_id = proxy_id, pool_id, None
+                r.revision += 1
+                changed.append(r.id)
+    if changed:
+        await project_pending(changed, url=url, store=store)
+    return sorted(found)
 
 
 def list_proxies(*, pool: str | None = None, url: str | None = None) -> list[dict[str, Any]]:

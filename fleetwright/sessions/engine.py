@@ -32,9 +32,11 @@ from fleetwright.errors import (
     StateError,
     ValidationError,
 )
+from fleetwright.proxies.pools import Failover
 from fleetwright.proxies.relay import RelayRegistry
-from fleetwright.registry.profiles import row_to_spec
+from fleetwright.registry.events import emit
 from fleetwright.registry.proxies import proxy_spec
+from fleetwright.registry.shape import row_to_spec
 from fleetwright.sessions import lease as leases
 from fleetwright.settings import Settings, get_settings
 from fleetwright.specs import ProfileSpec, ProxySpec
@@ -117,6 +119,7 @@ class _Loaded:
 class _Begun:
     run_id: int
     proxy: tuple[int, str] | None
+    failover: Failover | None = None
     state: BrowserState | Literal["load"] | None = "load"
 
 
@@ -164,7 +167,7 @@ class SessionEngine:
         Returns the profile and, when the lease was taken (or not wanted), the run's start;
         None when another run holds the lease (nothing was written).
         """
-        from fleetwright.proxies.pools import choose_proxy
+        from fleetwright.proxies.pools import choose_proxy_for
 
         with session_scope(self.url) as s:
             row = s.scalar(
@@ -181,8 +184,9 @@ class SessionEngine:
                 return loaded, None
             stored = self.pool.store.current_in(s, name) if row.state_mode == "storage" else None
             chosen = None
+            failover = None
             if row.proxy_id is not None or row.proxy_pool_id is not None:
-                proxy = choose_proxy(s, row)
+                proxy, failover = choose_proxy_for(s, row)
                 chosen = (proxy.id, proxy.name) if proxy is not None else None
             run = Run(
                 profile_id=row.id,
@@ -197,7 +201,7 @@ class SessionEngine:
             )
             s.add(run)
             s.flush()
-            begun = _Begun(run_id=run.id, proxy=chosen)
+            begun = _Begun(run_id=run.id, proxy=chosen, failover=failover)
         if stored is not None:  # read under the lease: no other run can switch it meanwhile
             try:
                 begun.state = self.pool.store.read(stored)
@@ -248,6 +252,13 @@ class SessionEngine:
                 self._begin, req.profile, holder, req, take_lease=take
             )
             if begun is not None:
+                if begun.failover is not None:
+                    f = begun.failover
+                    await emit(
+                        "fleetwright.profile.failover",
+                        f.profile,
+                        {"from": f.from_proxy, "to": f.to_proxy, "pool": f.pool},
+                    )
                 return loaded, begun
             if time.monotonic() >= deadline:
                 other = await asyncio.to_thread(leases.holder_of, loaded.profile_id, self.url)

@@ -43,7 +43,9 @@ def test_sticky_assigns_from_pool_once_and_keeps_it(db: str, rows: Any) -> None:
     assert [_choose(db, "alice") for _ in range(3)] == [first] * 3
     with session_scope(db) as s:
         alice = s.execute(select(Profile).where(Profile.name == "alice")).scalar_one()
-        assert alice.proxy is not None and alice.proxy.name == first
+        # the draw is the binding; the assignment stays the pool
+        assert alice.bound_proxy is not None and alice.bound_proxy.name == first
+        assert alice.proxy is None and alice.proxy_pool is not None
     assert _choose(db, "nobody") is None
 
 
@@ -93,7 +95,8 @@ def test_quarantined_sticky_proxy_fails_fast_or_fails_over(db: str, rows: Any) -
     assert _choose(db, "flexible") == "eu-good"
     with session_scope(db) as s:
         flexible = s.execute(select(Profile).where(Profile.name == "flexible")).scalar_one()
-        assert flexible.proxy is not None and flexible.proxy.name == "eu-good"
+        assert flexible.bound_proxy is not None and flexible.bound_proxy.name == "eu-good"
+        assert flexible.proxy is not None and flexible.proxy.name == "eu-bad"  # assignment
 
 
 def test_failover_without_healthy_proxy_and_pool_all_quarantined(db: str, rows: Any) -> None:

@@ -59,60 +59,68 @@ def test_add_edit_on_both_databases(prefect_api: str, catalogue_url: str) -> Non
     assert list_profiles(url=catalogue_url)[0]["proxy_pool"] == "eu"
 
 
-class _FailingRowStore(BlockStore):
-    """A block store whose create works, used with a catalogue write that fails."""
-
-
-def test_row_failure_deletes_the_block(
+def test_row_failure_writes_no_row_and_no_block(
     prefect_api: str, catalogue_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import fleetwright.registry.profiles as profiles
 
-    def broken_apply(*args: Any, **kwargs: Any) -> None:
+    def broken_save(*args: Any, **kwargs: Any) -> None:
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(profiles, "apply_spec", broken_apply)
+    monkeypatch.setattr(profiles, "save_spec", broken_save)
     with pytest.raises(RuntimeError, match="disk full"):
         asyncio.run(add_profile(validate_profile({"name": "half"}), url=catalogue_url))
     assert _rows(catalogue_url) == []
     assert "half" not in asyncio.run(_block_names())
 
 
-def test_block_failure_writes_no_row(
+def test_unreachable_api_leaves_a_runnable_row_whose_block_the_sync_writes(
     prefect_api: str, catalogue_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    real_create = BlockStore.create
+
     async def refuse(self: BlockStore, *args: Any, **kwargs: Any) -> None:
         raise PrefectUnavailableError("the Prefect API went away")
 
     monkeypatch.setattr(BlockStore, "create", refuse)
-    with pytest.raises(PrefectUnavailableError):
-        asyncio.run(add_profile(validate_profile({"name": "no-block"}), url=catalogue_url))
-    assert _rows(catalogue_url) == []
+    rec = asyncio.run(add_profile(validate_profile({"name": "no-block"}), url=catalogue_url))
+    assert rec["block_pending"] is True and rec["block_document_id"] is None
+    assert _rows(catalogue_url) == ["no-block"]
+    assert "no-block" not in asyncio.run(_block_names())
+    monkeypatch.setattr(BlockStore, "create", real_create)
+    report = asyncio.run(sync_catalogue(url=catalogue_url))
+    assert report.blocks_written == 1
+    assert "no-block" in asyncio.run(_block_names())
+    assert list_profiles(url=catalogue_url)[0]["block_pending"] is False
 
 
 def test_reconcile_repairs_both_directions(prefect_api: str, catalogue_url: str) -> None:
     asyncio.run(
         import_profiles(
-            [("a", {"name": "keep"}), ("b", {"name": "lost-row"}), ("c", {"name": "lost-block"})],
+            [("a", {"name": "keep"}), ("b", {"name": "lost-row"}), ("c", {"name": "gone"})],
             url=catalogue_url,
         )
     )
     with session_scope(catalogue_url) as s:
         s.delete(s.scalar(select(Profile).where(Profile.name == "lost-row")))
-        row = s.scalar(select(Profile).where(Profile.name == "lost-block"))
+        row = s.scalar(select(Profile).where(Profile.name == "gone"))
         assert row is not None and row.block_document_id is not None
         doc_id = row.block_document_id
-        row.block_document_id = None
 
     async def drop_block() -> None:
         async with open_block_store() as bs:
-            await bs.delete(doc_id)
+            await bs.delete(doc_id)  # deleted in the UI: the profile is archived
 
     asyncio.run(drop_block())
     report = asyncio.run(sync_catalogue(url=catalogue_url))
-    assert "lost-row" in report.rows_created
-    assert "lost-block" in report.blocks_created
-    assert _rows(catalogue_url) == ["keep", "lost-block", "lost-row"]
+    assert report.rows_created == ["lost-row"]
+    assert report.rows_archived == ["gone"]
+    assert _rows(catalogue_url) == ["gone", "keep", "lost-row"]
+    assert {r["name"]: r["status"] for r in list_profiles(url=catalogue_url)} == {
+        "gone": "archived",
+        "keep": "active",
+        "lost-row": "active",
+    }
     again = asyncio.run(sync_catalogue(url=catalogue_url))
     assert again.changed == 0
 
@@ -218,78 +226,66 @@ def test_import_keeps_its_concurrency_limit(
         asyncio.run(import_profiles(items, url=catalogue_url, concurrency=0))
 
 
-def test_import_reports_positions_under_concurrency(
+def test_failed_block_writes_leave_runnable_rows_pending(
     prefect_api: str, catalogue_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Block writes finish out of order; each failure is reported at its own item, even when a
-    later item repeats the name (it is the repeat that is rejected as a duplicate)."""
-    import fleetwright.registry.profiles as profiles
-
-    monkeypatch.setattr(profiles, "IMPORT_CHUNK", 3)
+    """Block writes that fail (after their retries) do not lose the profiles: their rows are
+    in and runnable, their blocks pending until a sync writes them."""
     real_create = BlockStore.create
     prefix = _unique("pos")
     bad = {f"{prefix}-1", f"{prefix}-5"}
 
     async def flaky_create(self: BlockStore, block: Any, name: str, **kwargs: Any) -> Any:
-        index = int(block.name.rsplit("-", 1)[1])
-        await asyncio.sleep(0.05 * (7 - index) / 7)  # later items finish first
         if block.name in bad:
-            raise PrefectUnavailableError("the Prefect API answered 503")
+            raise RuntimeError("the Prefect API answered 503")
         return await real_create(self, block, name, **kwargs)
 
     monkeypatch.setattr(BlockStore, "create", flaky_create)
     items = [(f"item {i + 1}", {"name": f"{prefix}-{i}"}) for i in range(7)]
     items.append(("item 8", {"name": f"{prefix}-1"}))
     report = asyncio.run(import_profiles(items, url=catalogue_url, concurrency=4))
-    assert report.created == 5
-    assert report.errors[0][0] == "item 8" and "appears twice" in report.errors[0][1]
-    assert report.errors[1:] == [
-        ("item 2", "block write failed: PrefectUnavailableError"),
-        ("item 6", "block write failed: PrefectUnavailableError"),
-    ]
-    assert set(_rows(catalogue_url)) == {f"{prefix}-{i}" for i in (0, 2, 3, 4, 6)}
+    assert report.created == 7
+    assert report.errors == [("item 8", report.errors[0][1])]
+    assert "appears twice" in report.errors[0][1]
+    assert (report.blocks_written, report.blocks_pending) == (5, 2)
+    pending = {r["name"] for r in list_profiles(url=catalogue_url) if r["block_pending"]}
+    assert pending == bad
+    monkeypatch.setattr(BlockStore, "create", real_create)
+    asyncio.run(sync_catalogue(url=catalogue_url))
+    assert {n for n in asyncio.run(_block_names()) if n.startswith(prefix)} == {
+        f"{prefix}-{i}" for i in range(7)
+    }
 
 
-@pytest.mark.parametrize("bulk", [False, True], ids=["api", "bulk"])
-def test_import_row_failure_deletes_that_chunks_blocks(
-    prefect_api: str,
-    catalogue_url: str,
-    monkeypatch: pytest.MonkeyPatch,
-    request: pytest.FixtureRequest,
-    bulk: bool,
+def test_import_row_failure_keeps_earlier_chunks(
+    prefect_api: str, catalogue_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Through the API, and with blocks written in bulk into the server's database."""
+    """A chunk whose transaction fails writes nothing; earlier chunks stay imported and
+    runnable, and a second import writes the rest and every block."""
     import fleetwright.registry.profiles as profiles
-    from fleetwright.settings import reset_settings
 
-    if bulk:
-        monkeypatch.setenv(
-            "FLEETWRIGHT_PREFECT_DATABASE_URL", request.getfixturevalue("prefect_database")
-        )
-        reset_settings()
     monkeypatch.setattr(profiles, "IMPORT_CHUNK", 2)
-    real_write_rows = profiles._write_rows
+    real = profiles._import_chunk
     calls = 0
 
-    def failing_second_chunk(plan: Any, url: str | None) -> Any:
+    def failing_second_chunk(chunk: Any, url: str | None, report: Any) -> Any:
         nonlocal calls
         calls += 1
         if calls == 2:
             raise RuntimeError("disk full")
-        return real_write_rows(plan, url)
+        return real(chunk, url, report)
 
-    monkeypatch.setattr(profiles, "_write_rows", failing_second_chunk)
+    monkeypatch.setattr(profiles, "_import_chunk", failing_second_chunk)
     prefix = _unique("half")
     names = [f"{prefix}-{i}" for i in range(6)]
     items = [(f"item {i + 1}", {"name": n}) for i, n in enumerate(names)]
     with pytest.raises(RuntimeError, match="disk full"):
         asyncio.run(import_profiles(items, url=catalogue_url, concurrency=2))
-    # chunk 1 is in; chunk 2 (its rows failed) and chunk 3 (in flight) left no blocks behind
     assert sorted(_rows(catalogue_url)) == names[:2]
-    blocks = {n for n in asyncio.run(_block_names()) if n.startswith(prefix)}
-    assert blocks == set(names[:2])
-    monkeypatch.setattr(profiles, "_write_rows", real_write_rows)
+    assert not {n for n in asyncio.run(_block_names()) if n.startswith(prefix)}
+    monkeypatch.setattr(profiles, "_import_chunk", real)
     report = asyncio.run(import_profiles(items, url=catalogue_url))
     assert (report.created, report.unchanged) == (4, 2)
-    assert report.bulk_blocks == (3 if bulk else 0)  # the first block goes through the API
+    assert report.blocks_written == 6  # the first chunk's pending blocks too
     assert sorted(_rows(catalogue_url)) == names
+    assert {n for n in asyncio.run(_block_names()) if n.startswith(prefix)} == set(names)
