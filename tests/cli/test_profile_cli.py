@@ -55,7 +55,7 @@ def test_profile_appears_as_block(prefect_api: str, home: Path, cli) -> None:
     record = cli("profile", "show", "Bob Block", "--json").json()
     block = asyncio.run(BrowserProfile.aload(record["block_name"]))
     assert block.name == "Bob Block"
-    assert block.timezone == "Asia/Tokyo"
+    assert block.fingerprint.timezone == "Asia/Tokyo"
 
 
 @pytest.mark.parametrize(
