@@ -93,20 +93,11 @@ class SessionResult:
 
 
 def profile_scope(spec: ProfileSpec) -> dict[str, Any]:
-    """The profile's fields as templates see them (`{{ profile.name }}`, ...)."""
-    fp = spec.fingerprint
-    return {
-        "name": spec.name,
-        "tags": list(spec.tags),
-        "country": spec.country,
-        "notes": spec.notes,
-        "state_mode": spec.state_mode,
-        "user_agent": fp.user_agent,
-        "locale": fp.locale,
-        "timezone": fp.timezone,
-        "viewport_width": fp.viewport_width,
-        "viewport_height": fp.viewport_height,
-    }
+    """The profile's fields as templates see them: every ProfileSpec field (`{{ profile.name
+    }}`, `{{ profile.fingerprint.locale }}`), and the fingerprint's also at the top level
+    (`{{ profile.timezone }}`)."""
+    data = spec.model_dump(mode="json")
+    return {**data["fingerprint"], **data}
 
 
 @dataclass
