@@ -33,8 +33,8 @@ from fleetwright.registry.blockstore import using_store as _store
 from fleetwright.registry.projection import (
     BlockOutcome,
     _archive_deleted,
+    _block_deleted,
     project_profiles,
-    reconcile_profile_block,
     reconcile_profile_document,
 )
 from fleetwright.registry.proxies import _apply as apply_proxy
@@ -120,15 +120,24 @@ async def reconcile_edits(
             doc_id = block_document_id.removeprefix("prefect.block-document.")
             edited.setdefault(doc_id, None)
         touched: list[int] = []
+        profile_type = BrowserProfile.get_block_type_name()
         for doc_id, type_name in edited.items():
             report.blocks_checked += 1
+            doc = await bs.read_document(doc_id)
+            if doc is not None:
+                type_name = doc.block_type_name or (doc.block_type.name if doc.block_type else None)
             if type_name == ProxyBlock.get_block_type_name():
-                await _reconcile_proxy(bs, doc_id, url, report)
+                await _reconcile_proxy(bs, doc_id, url, report, doc)
                 continue
-            outcome = await reconcile_profile_block(bs, doc_id, url=url)
-            if outcome.action == "ignored" and type_name is None:
-                await _reconcile_proxy(bs, doc_id, url, report)
-                continue
+            if doc is None:
+                outcome = await asyncio.to_thread(_block_deleted, doc_id, url)
+                if outcome.action == "ignored" and type_name is None:
+                    await _reconcile_proxy(bs, doc_id, url, report, None)
+                    continue
+            elif type_name != profile_type:
+                continue  # not one of Fleetwright's blocks
+            else:
+                outcome = await reconcile_profile_document(doc, url=url)
             report.note(outcome)
             touched.extend(await asyncio.to_thread(_profile_ids, url, doc_id))
         if touched:
@@ -227,9 +236,12 @@ def _archive_orphans(url: str | None, seen: set[str], report: SyncReport) -> Non
 
 
 async def _reconcile_proxy(
-    bs: BlockStore, document_id: str, url: str | None, report: SyncReport
+    bs: BlockStore,
+    document_id: str,
+    url: str | None,
+    report: SyncReport,
+    doc: BlockDocument | None,
 ) -> None:
-    doc = await bs.read_document(document_id)
     if doc is None:
         await asyncio.to_thread(_proxy_block_deleted, url, {document_id}, report, True)
         return

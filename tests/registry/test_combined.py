@@ -328,3 +328,19 @@ def test_stress_two_importers_ui_edits_and_reconciles(
     records = {r["name"]: r for r in list_profiles(url=url)}
     assert all(r["status"] == "active" for r in records.values())
     assert {n: records[n]["notes"] for n in later} == later
+
+
+def test_edit_triggered_reconcile_of_a_proxy_block(prefect_api: str, catalogue_url: str) -> None:
+    from fleetwright.registry import get_proxy
+
+    spec = validate_proxy(
+        {"name": "ui-px", "host": "127.0.0.1", "port": 3128, "username": "u", "password": "pw-x"}
+    )
+    doc = asyncio.run(add_proxy(spec, url=catalogue_url))
+    with session_scope(catalogue_url) as s:
+        doc_id = s.scalar(select(Proxy.block_document_id).where(Proxy.name == "ui-px"))
+    assert doc_id is not None and doc["port"] == 3128
+    asyncio.run(_ui_edit(doc_id, port=3129))
+    report = asyncio.run(reconcile_edits(doc_id, url=catalogue_url))
+    assert report.rows_updated == ["proxy ui-px"] and report.invalid_blocks == []
+    assert get_proxy("ui-px", url=catalogue_url)["port"] == 3129
