@@ -1,4 +1,4 @@
-"""Fleetwright's Prefect blocks (`prefect block register -m blocks`)."""
+"""Fleetwright's Prefect blocks (`prefect block register -m fleetwright.blocks`)."""
 
 from fleetwright.blocks.github import GitHubCredentials
 from fleetwright.blocks.openai import OpenAICredentials

@@ -28,7 +28,10 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-PROJECT_DIR = Path(__file__).resolve().parents[2]
+# The files `fleetwright up` deploys from (prefect.yaml, example commands). They ship inside the
+# package, so an installed wheel needs no checkout; in a checkout they are symlinks to the
+# repository's top-level prefect.yaml and commands/.
+PROJECT_DIR = Path(__file__).resolve().parents[1] / "project"
 WORK_POOL = "fleetwright"
 
 
@@ -58,7 +61,8 @@ def _prefect_file() -> Path:
     path = PROJECT_DIR / "prefect.yaml"
     if not path.exists():
         raise ConfigurationError(
-            f"prefect.yaml not found at {path}; run Fleetwright from its project folder"
+            f"prefect.yaml not found at {path}; the Fleetwright installation is incomplete, "
+            "reinstall it"
         )
     return path
 
