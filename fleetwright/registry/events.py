@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-__all__ = ["emit"]
+if TYPE_CHECKING:
+    from fleetwright.proxies.health import HealthChange
+
+__all__ = ["emit", "emit_proxy_health"]
 
 logger = logging.getLogger(__name__)
 
@@ -25,3 +28,33 @@ async def emit(event: str, name: str, payload: dict[str, Any], *, kind: str = "p
         )
     except Exception:
         logger.warning("could not emit %s for %s %s", event, kind, name, exc_info=True)
+
+
+def emit_proxy_health(change: HealthChange) -> None:
+    """Send a proxy's health transition to Prefect's event stream (when an API is configured).
+
+    Registered as the `fleetwright.proxy_health` entry point (see proxies.health).
+    """
+    from prefect.events import emit_event
+    from prefect.settings import PREFECT_API_URL
+
+    if not PREFECT_API_URL.value():
+        logger.debug("No Prefect API configured; %s event for %s not sent", change.kind, change)
+        return
+    payload: dict[str, Any] = {
+        "error_score": change.error_score,
+        "quarantine_count": change.quarantine_count,
+        "quarantined_until": (
+            change.quarantined_until.isoformat() if change.quarantined_until else None
+        ),
+        "error": change.error,
+    }
+    emit_event(
+        event=change.event,
+        resource={
+            "prefect.resource.id": f"fleetwright.proxy.{change.proxy_name}",
+            "prefect.resource.name": change.proxy_name,
+            "fleetwright.proxy.id": str(change.proxy_id),
+        },
+        payload=payload,
+    )
