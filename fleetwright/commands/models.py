@@ -381,7 +381,7 @@ class SleepStep(StepBase):
 
 
 class _IntegrationStep(StepBase):
-    OUTPUTS = None
+    OUTPUTS: ClassVar[frozenset[str] | None] = None
     args: dict[str, Any] = Field(default_factory=dict)
 
     @model_validator(mode="after")

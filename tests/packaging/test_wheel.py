@@ -129,6 +129,7 @@ def test_the_wheel_installs_only_fleetwright_and_up_runs_from_an_empty_folder(
         "demo.yaml", "products-report.yaml", "warm-up.yaml",
     ]  # fmt: skip
     assert not (site / "fleetwright" / "bench").exists()
+    shipped = sorted(project.rglob("*"))
     # the dependencies: this environment's packages, after (never instead of) the wheel's own
     (site / "zz-fleetwright-test-deps.pth").write_text(sysconfig.get_path("purelib") + "\n")
     where = subprocess.run(
@@ -207,3 +208,4 @@ def test_the_wheel_installs_only_fleetwright_and_up_runs_from_an_empty_folder(
     with pytest.raises(httpx.TransportError):
         httpx.get(f"http://127.0.0.1:{port}/api/health", timeout=5)
     assert list(empty.iterdir()) == [], "`up` wrote into the working directory"
+    assert sorted(project.rglob("*")) == shipped, "`up` wrote into the installed package"
