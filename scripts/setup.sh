@@ -18,12 +18,20 @@ if [ ! -x .venv/bin/python ]; then
   say "creating .venv"
   "$PY" -m venv .venv
 fi
+# Dependencies come from requirements.lock (exact versions, tested together); the project
+# itself is installed editable on top, without re-resolving. Re-run when either file changes.
 stamp=.venv/.fleetwright-installed
-want=$(cat pyproject.toml | sha256sum | cut -d' ' -f1)
+want=$(cat pyproject.toml requirements.lock | sha256sum | cut -d' ' -f1)
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
-  say "installing Fleetwright and its dependencies into .venv"
+  say "installing Fleetwright and its locked dependencies into .venv"
   .venv/bin/python -m pip install -q --upgrade pip
-  .venv/bin/python -m pip install -q -e ".[dev]"
+  .venv/bin/python -m pip install -q -r requirements.lock
+  .venv/bin/python -m pip install -q --no-deps -e .
+  .venv/bin/python -m pip check >/dev/null || {
+    .venv/bin/python -m pip check >&2
+    echo "requirements.lock does not satisfy pyproject.toml: run bash scripts/lock.sh" >&2
+    exit 1
+  }
   echo "$want" > "$stamp"
 fi
 

@@ -9,4 +9,5 @@ source scripts/test-services.sh
 .venv/bin/ruff check fleetwright blocks tasks flows deployments bench tests
 .venv/bin/ruff format --check fleetwright blocks tasks flows deployments bench tests
 .venv/bin/mypy
+.venv/bin/lint-imports
 exec .venv/bin/pytest "$@"

@@ -16,6 +16,7 @@ from rich.table import Table
 from fleetwright.errors import ValidationError
 from fleetwright.proxies.checker import CheckOutcome, ProxyTarget, check_proxies_now, select_targets
 from fleetwright.proxies.health import HealthPolicy
+from fleetwright.registry.proxies import load_proxy_spec
 from fleetwright.settings import get_settings
 
 __all__ = ["check_command", "render_table"]
@@ -88,6 +89,7 @@ def check_command(
         asyncio.run(
             check_proxies_now(
                 targets,
+                load_spec=load_proxy_spec,
                 echo_url=echo_url,
                 info_url=info_url,
                 timeout=timeout,

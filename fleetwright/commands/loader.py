@@ -33,7 +33,8 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-_PROJECT_COMMANDS = Path(__file__).resolve().parents[2] / "commands"
+# The example commands shipped in the package (a symlink to commands/ in a checkout).
+_PROJECT_COMMANDS = Path(__file__).resolve().parents[1] / "project" / "commands"
 
 
 @dataclass
@@ -46,7 +47,7 @@ class LoadReport:
 
 
 def default_command_dirs() -> list[Path]:
-    """The project's commands/ (this checkout's, and the working directory's), then
+    """The shipped example commands, the working directory's commands/, then
     `<home>/commands`; only those that exist."""
     dirs: list[Path] = []
     for candidate in (_PROJECT_COMMANDS, Path.cwd() / "commands", get_settings().commands_dir):

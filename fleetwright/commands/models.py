@@ -381,7 +381,7 @@ class SleepStep(StepBase):
 
 
 class _IntegrationStep(StepBase):
-    OUTPUTS = None
+    OUTPUTS: ClassVar[frozenset[str] | None] = None
     args: dict[str, Any] = Field(default_factory=dict)
 
     @model_validator(mode="after")
@@ -401,7 +401,14 @@ class GitHubStep(_IntegrationStep):
 class OpenAIStep(_IntegrationStep):
     """A model response through the caller's integrations (`openai.respond`)."""
 
+    OUTPUTS = frozenset(
+        {"text", "model", "tokens_used", "input_tokens", "output_tokens", "response_id"}
+    )
     action: Literal["openai.respond"] = "openai.respond"
+
+    def output_fields(self) -> frozenset[str]:
+        """What integrations.openai_api.respond returns: `json` only when a schema is given."""
+        return self.OUTPUTS | {"json"} if "schema" in self.args else self.OUTPUTS
 
 
 class PythonStep(StepBase):

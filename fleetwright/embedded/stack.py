@@ -9,12 +9,13 @@ import asyncio
 import contextlib
 import logging
 import os
-import signal
 import subprocess
 import sys
 from pathlib import Path
 
+from fleetwright import processes
 from fleetwright.errors import ConfigurationError, PrefectUnavailableError
+from fleetwright.processes import stop_process
 
 __all__ = [
     "PROJECT_DIR",
@@ -28,13 +29,16 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-PROJECT_DIR = Path(__file__).resolve().parents[2]
+# The files `fleetwright up` deploys from (prefect.yaml, example commands). They ship inside the
+# package, so an installed wheel needs no checkout; in a checkout they are symlinks to the
+# repository's top-level prefect.yaml and commands/.
+PROJECT_DIR = Path(__file__).resolve().parents[1] / "project"
 WORK_POOL = "fleetwright"
 
 
 async def register_blocks() -> list[str]:
     """Register Fleetwright's block types and schemas with the Prefect API (idempotent)."""
-    from blocks import BLOCK_TYPES
+    from fleetwright.blocks import BLOCK_TYPES
     from fleetwright.registry.blockstore import open_block_store
 
     async with open_block_store() as store:
@@ -58,7 +62,8 @@ def _prefect_file() -> Path:
     path = PROJECT_DIR / "prefect.yaml"
     if not path.exists():
         raise ConfigurationError(
-            f"prefect.yaml not found at {path}; run Fleetwright from its project folder"
+            f"prefect.yaml not found at {path}; the Fleetwright installation is incomplete, "
+            "reinstall it"
         )
     return path
 
@@ -96,17 +101,12 @@ def start_process(
     cmd: list[str], env: dict[str, str], *, log_path: Path
 ) -> subprocess.Popen[bytes]:
     """A child in its own process group, logging to `log_path`, in the project folder."""
-    full_env = {**os.environ, **env, "FLEETWRIGHT_PROJECT_DIR": str(PROJECT_DIR)}
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(log_path, "ab") as log:
-        return subprocess.Popen(
-            cmd,
-            cwd=PROJECT_DIR,
-            env=full_env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    return processes.start_process(
+        cmd,
+        {**env, "FLEETWRIGHT_PROJECT_DIR": str(PROJECT_DIR)},
+        log_path=log_path,
+        cwd=PROJECT_DIR,
+    )
 
 
 def start_worker(
@@ -118,20 +118,3 @@ def start_worker(
         {**env, "PREFECT_WORKER_QUERY_SECONDS": str(query_seconds)},
         log_path=log_path,
     )
-
-
-def stop_process(proc: subprocess.Popen[bytes] | None, *, timeout: float = 15) -> None:
-    """Stop a child started in its own process group, and everything it started."""
-    if proc is None or proc.poll() is not None:
-        return
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=timeout)
-    except ProcessLookupError:
-        return
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        try:
-            proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            raise RuntimeError(f"process {proc.pid} did not exit after SIGKILL") from None

@@ -1,20 +1,21 @@
 """Check many proxies now: pick the due ones, load their credentials, probe, record.
 
 Used by `fleetwright proxy check`; the `check-proxies` flow does the same with Prefect tasks.
+Credentials come through the caller's `load_spec` (fleetwright.registry.proxies.load_proxy_spec
+reads the Proxy block), so this module runs without Prefect.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, cast
 
 from fleetwright.catalogue.db import session_scope
 from fleetwright.catalogue.models import Proxy
-from fleetwright.errors import FleetwrightError, NotFoundError, PrefectUnavailableError
+from fleetwright.errors import FleetwrightError
 from fleetwright.proxies.health import (
     HealthChange,
     HealthPolicy,
@@ -25,7 +26,7 @@ from fleetwright.proxies.health import (
 )
 from fleetwright.specs import ProxySpec
 
-__all__ = ["CheckOutcome", "ProxyTarget", "check_proxies_now", "load_proxy_spec", "select_targets"]
+__all__ = ["CheckOutcome", "ProxyTarget", "SpecLoader", "check_proxies_now", "select_targets"]
 
 logger = logging.getLogger(__name__)
 
@@ -78,41 +79,14 @@ def select_targets(
         return [ProxyTarget.from_row(p) for p in due_for_probe(session, names=names, now=now)]
 
 
-async def load_proxy_spec(target: ProxyTarget) -> ProxySpec:
-    """The full spec, with the password from the proxy's Prefect block when it has one."""
-    password = None
-    if target.secret_ref:
-        from blocks.proxy import Proxy as ProxyBlock
-
-        try:
-            loaded: Any = await ProxyBlock.aload(target.secret_ref)
-        except ValueError:
-            raise NotFoundError(
-                f"proxy {target.name!r}: its Proxy block {target.secret_ref!r} is missing; "
-                "add the proxy again to store its credentials"
-            ) from None
-        except Exception as exc:
-            raise PrefectUnavailableError(
-                f"cannot load the Proxy block of {target.name!r} from Prefect "
-                f"({type(exc).__name__}); is the Prefect server up?"
-            ) from None
-        block = cast(ProxyBlock, loaded)
-        password = block.password.get_secret_value() if block.password else None
-    return ProxySpec.model_validate(
-        {
-            "name": target.name,
-            "scheme": target.scheme,
-            "host": target.host,
-            "port": target.port,
-            "username": target.username,
-            "password": password,
-        }
-    )
+#: Loads a target's full spec (with its password); the registry's reads the Proxy block.
+SpecLoader = Callable[[ProxyTarget], Awaitable[ProxySpec]]
 
 
 async def _check(
     target: ProxyTarget,
     *,
+    load_spec: SpecLoader,
     echo_url: str,
     info_url: str | None,
     timeout: timedelta,
@@ -120,7 +94,7 @@ async def _check(
     policy: HealthPolicy,
 ) -> CheckOutcome:
     try:
-        spec = await load_proxy_spec(target)
+        spec = await load_spec(target)
     except FleetwrightError as exc:
         return CheckOutcome(
             name=target.name,
@@ -149,6 +123,7 @@ async def _check(
 async def check_proxies_now(
     targets: Sequence[ProxyTarget],
     *,
+    load_spec: SpecLoader,
     echo_url: str,
     info_url: str | None = None,
     timeout: timedelta = timedelta(seconds=10),
@@ -157,7 +132,9 @@ async def check_proxies_now(
     policy: HealthPolicy | None = None,
     on_result: Callable[[CheckOutcome], None] | None = None,
 ) -> list[CheckOutcome]:
-    """Probe `targets` (see select_targets), at most `concurrency` at once; record results."""
+    """Probe `targets` (see select_targets), at most `concurrency` at once; record results.
+
+    `load_spec` gives each target's full spec with its password (see SpecLoader)."""
     gate = asyncio.Semaphore(max(concurrency, 1))
     policy = policy or HealthPolicy()
 
@@ -165,6 +142,7 @@ async def check_proxies_now(
         async with gate:
             outcome = await _check(
                 target,
+                load_spec=load_spec,
                 echo_url=echo_url,
                 info_url=info_url,
                 timeout=timeout,

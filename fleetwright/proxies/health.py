@@ -2,18 +2,21 @@
 
 Probe failures and real-session failures raise a proxy's error score, which halves every
 `half_life`. Above `threshold` the proxy is quarantined (out of rotation) and re-probed with
-exponential back-off; the first probe that passes recovers it. Transitions are emitted as
-Prefect events `fleetwright.proxy.quarantined` / `fleetwright.proxy.recovered`.
+exponential back-off; the first probe that passes recovers it. Transitions go to the
+`fleetwright.proxy_health` listeners: installed, Fleetwright's own emits them as Prefect events
+`fleetwright.proxy.quarantined` / `fleetwright.proxy.recovered`.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from functools import lru_cache
+from importlib.metadata import entry_points
+from typing import Literal
 
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
@@ -26,6 +29,7 @@ from fleetwright.proxies.locking import lock_proxy
 from fleetwright.specs import ProxySpec
 
 __all__ = [
+    "HEALTH_LISTENERS",
     "HealthChange",
     "HealthPolicy",
     "ProbeResult",
@@ -189,11 +193,25 @@ def apply_observation(
     )
 
 
-def emit_health_event(change: HealthChange) -> None:
-    """Send the transition to Prefect's event stream (when a Prefect API is configured)."""
-    from prefect.events import emit_event
-    from prefect.settings import PREFECT_API_URL
+#: Entry point group of callables told about every transition. Fleetwright's own
+#: (fleetwright.registry.events:emit_proxy_health) sends it to Prefect's event stream; this
+#: module stays free of Prefect and finds it through the installed package's metadata.
+HEALTH_LISTENERS = "fleetwright.proxy_health"
 
+
+@lru_cache(maxsize=1)
+def _listeners() -> tuple[Callable[[HealthChange], None], ...]:
+    found: list[Callable[[HealthChange], None]] = []
+    for ep in entry_points(group=HEALTH_LISTENERS):
+        try:
+            found.append(ep.load())
+        except Exception:
+            logger.warning("could not load proxy health listener %s", ep.value, exc_info=True)
+    return tuple(found)
+
+
+def emit_health_event(change: HealthChange) -> None:
+    """Log the transition and hand it to every health listener (a failing one is logged)."""
     log = logger.warning if change.kind == "quarantined" else logger.info
     log(
         "Proxy %s %s (error score %.2f, next probe %s)",
@@ -202,26 +220,13 @@ def emit_health_event(change: HealthChange) -> None:
         change.error_score,
         change.quarantined_until,
     )
-    if not PREFECT_API_URL.value():
-        logger.debug("No Prefect API configured; %s event for %s not sent", change.kind, change)
-        return
-    payload: dict[str, Any] = {
-        "error_score": change.error_score,
-        "quarantine_count": change.quarantine_count,
-        "quarantined_until": (
-            change.quarantined_until.isoformat() if change.quarantined_until else None
-        ),
-        "error": change.error,
-    }
-    emit_event(
-        event=change.event,
-        resource={
-            "prefect.resource.id": f"fleetwright.proxy.{change.proxy_name}",
-            "prefect.resource.name": change.proxy_name,
-            "fleetwright.proxy.id": str(change.proxy_id),
-        },
-        payload=payload,
-    )
+    for listener in _listeners():
+        try:
+            listener(change)
+        except Exception:
+            logger.warning(
+                "proxy health listener %r failed on %s", listener, change.kind, exc_info=True
+            )
 
 
 def _observe(

@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
+from importlib.metadata import entry_points
 
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
@@ -31,6 +33,7 @@ __all__ = [
     "choose_proxy_for",
     "is_quarantined",
     "live_sessions",
+    "notify_failover",
     "release_proxy",
 ]
 
@@ -45,6 +48,31 @@ class Failover:
     from_proxy: str
     to_proxy: str
     pool: str
+
+
+#: Entry point group of callables told about every failover, after its transaction committed.
+#: Fleetwright's own (fleetwright.registry.events:emit_failover) sends a Prefect event.
+FAILOVER_LISTENERS = "fleetwright.proxy_failover"
+
+
+@lru_cache(maxsize=1)
+def _failover_listeners() -> tuple[Callable[[Failover], None], ...]:
+    found: list[Callable[[Failover], None]] = []
+    for ep in entry_points(group=FAILOVER_LISTENERS):
+        try:
+            found.append(ep.load())
+        except Exception:
+            logger.warning("could not load failover listener %s", ep.value, exc_info=True)
+    return tuple(found)
+
+
+def notify_failover(failover: Failover) -> None:
+    """Hand a committed failover to every listener (a failing one is logged, not raised)."""
+    for listener in _failover_listeners():
+        try:
+            listener(failover)
+        except Exception:
+            logger.warning("failover listener %r failed", listener, exc_info=True)
 
 
 POLICIES = ("sticky", "round_robin", "least_used", "random")

@@ -21,6 +21,13 @@ from sqlalchemy.orm import Session, selectinload
 
 from fleetwright.catalogue.db import session_scope
 from fleetwright.catalogue.models import Profile, ProfileTag
+from fleetwright.catalogue.shape import (
+    apply_spec,
+    check_refs,
+    lookup_refs,
+    row_to_spec,
+    spec_json,
+)
 from fleetwright.errors import (
     AlreadyExistsError,
     FleetwrightError,
@@ -32,13 +39,6 @@ from fleetwright.proxies.locking import lock_profile
 from fleetwright.registry.blockstore import BlockStore, open_block_store
 from fleetwright.registry.events import emit
 from fleetwright.registry.projection import BLOCK_CONCURRENCY, ProjectionReport, project_profiles
-from fleetwright.registry.shape import (
-    apply_spec,
-    check_refs,
-    lookup_refs,
-    row_to_spec,
-    spec_json,
-)
 from fleetwright.specs import ProfileSpec, block_name_for, validate_profile
 
 __all__ = [

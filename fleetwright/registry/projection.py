@@ -25,13 +25,10 @@ from prefect.client.schemas.objects import BlockDocument
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, selectinload
 
-from blocks.profile import BrowserProfile
+from fleetwright.blocks.profile import BrowserProfile
 from fleetwright.catalogue.db import session_scope
 from fleetwright.catalogue.models import Profile
-from fleetwright.errors import FleetwrightError, PrefectUnavailableError
-from fleetwright.proxies.locking import lock_profile
-from fleetwright.registry.blockstore import BlockStore
-from fleetwright.registry.shape import (
+from fleetwright.catalogue.shape import (
     apply_spec,
     check_refs,
     lookup_refs,
@@ -39,6 +36,9 @@ from fleetwright.registry.shape import (
     row_to_spec,
     spec_json,
 )
+from fleetwright.errors import FleetwrightError, PrefectUnavailableError
+from fleetwright.proxies.locking import lock_profile
+from fleetwright.registry.blockstore import BlockStore
 from fleetwright.specs import ProfileSpec, block_name_for, validate_profile
 
 __all__ = [

@@ -5,16 +5,22 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
-from blocks.proxy import Proxy as ProxyBlock
+from fleetwright.blocks.proxy import Proxy as ProxyBlock
 from fleetwright.catalogue.db import session_scope
 from fleetwright.catalogue.models import Profile, Proxy, ProxyPool
-from fleetwright.errors import AlreadyExistsError, NotFoundError, ValidationError
+from fleetwright.errors import (
+    AlreadyExistsError,
+    NotFoundError,
+    PrefectUnavailableError,
+    ValidationError,
+)
+from fleetwright.proxies.checker import ProxyTarget
 from fleetwright.registry.blockstore import BlockStore, block_then_row
 from fleetwright.registry.blockstore import using_store as _store
 from fleetwright.registry.profiles import (
@@ -31,6 +37,7 @@ __all__ = [
     "get_proxy",
     "import_proxies",
     "list_proxies",
+    "load_proxy_spec",
     "proxy_record",
     "proxy_spec",
     "remove_proxy",
@@ -285,3 +292,35 @@ async def proxy_spec(
             "or add the proxy again"
         )
     return block.to_spec()
+
+
+async def load_proxy_spec(target: ProxyTarget) -> ProxySpec:
+    """The full spec, with the password from the proxy's Prefect block when it has one.
+
+    The loader `fleetwright proxy check` hands to proxies.checker.check_proxies_now."""
+    password = None
+    if target.secret_ref:
+        try:
+            loaded: Any = await ProxyBlock.aload(target.secret_ref)
+        except ValueError:
+            raise NotFoundError(
+                f"proxy {target.name!r}: its Proxy block {target.secret_ref!r} is missing; "
+                "add the proxy again to store its credentials"
+            ) from None
+        except Exception as exc:
+            raise PrefectUnavailableError(
+                f"cannot load the Proxy block of {target.name!r} from Prefect "
+                f"({type(exc).__name__}); is the Prefect server up?"
+            ) from None
+        block = cast(ProxyBlock, loaded)
+        password = block.password.get_secret_value() if block.password else None
+    return ProxySpec.model_validate(
+        {
+            "name": target.name,
+            "scheme": target.scheme,
+            "host": target.host,
+            "port": target.port,
+            "username": target.username,
+            "password": password,
+        }
+    )

@@ -1,5 +1,22 @@
-"""Sessions: one command on one profile, leased, recorded, with state saved."""
+"""Sessions: one command on one profile, leased, recorded, with state saved.
 
-from fleetwright.sessions.engine import SessionEngine, SessionRequest, SessionResult
+The engine is loaded on first use, so importing a light module of this package
+(`fleetwright.sessions.lease`) does not load the engine and everything it drives.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from fleetwright.sessions.engine import SessionEngine, SessionRequest, SessionResult
 
 __all__ = ["SessionEngine", "SessionRequest", "SessionResult"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in __all__:
+        from fleetwright.sessions import engine
+
+        return getattr(engine, name)
+    raise AttributeError(f"module 'fleetwright.sessions' has no attribute {name!r}")

@@ -25,6 +25,7 @@ from fleetwright.browser import BrowserPool, LaunchSpec, ProxyConfig
 from fleetwright.browser.state import BrowserState
 from fleetwright.catalogue.db import session_scope
 from fleetwright.catalogue.models import Profile, Run, utcnow
+from fleetwright.catalogue.shape import row_to_spec
 from fleetwright.commands import CommandContext, CommandSpec, TraceMode, run_steps
 from fleetwright.errors import (
     FleetwrightError,
@@ -32,11 +33,9 @@ from fleetwright.errors import (
     StateError,
     ValidationError,
 )
-from fleetwright.proxies.pools import Failover
+from fleetwright.proxies.pools import Failover, notify_failover
 from fleetwright.proxies.relay import RelayRegistry
-from fleetwright.registry.events import emit
 from fleetwright.registry.proxies import proxy_spec
-from fleetwright.registry.shape import row_to_spec
 from fleetwright.sessions import lease as leases
 from fleetwright.settings import Settings, get_settings
 from fleetwright.specs import ProfileSpec, ProxySpec
@@ -244,12 +243,7 @@ class SessionEngine:
             )
             if begun is not None:
                 if begun.failover is not None:
-                    f = begun.failover
-                    await emit(
-                        "fleetwright.profile.failover",
-                        f.profile,
-                        {"from": f.from_proxy, "to": f.to_proxy, "pool": f.pool},
-                    )
+                    notify_failover(begun.failover)
                 return loaded, begun
             if time.monotonic() >= deadline:
                 other = await asyncio.to_thread(leases.holder_of, loaded.profile_id, self.url)

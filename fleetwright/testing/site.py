@@ -326,7 +326,7 @@ class SiteProcess:
     def __init__(
         self, *, port: int = 0, delay: timedelta = timedelta(0), log_path: Path | None = None
     ) -> None:
-        from fleetwright.embedded.prefect_server import free_port
+        from fleetwright.testing.proxies import free_port
 
         if delay < timedelta(0):
             raise ValueError("delay must not be negative")
@@ -342,7 +342,7 @@ class SiteProcess:
 
         import httpx
 
-        from fleetwright.embedded.stack import start_process
+        from fleetwright.processes import start_process
 
         log = self.log_path or Path(tempfile.gettempdir()) / f"fleetwright-site-{self.port}.log"
         delay_ms = str(int(self.delay.total_seconds() * 1000))
@@ -368,7 +368,7 @@ class SiteProcess:
 
     def stop(self) -> None:
         """Stop the process (idempotent)."""
-        from fleetwright.embedded.stack import stop_process
+        from fleetwright.processes import stop_process
 
         stop_process(self._proc, timeout=10)
         self._proc = None

@@ -417,7 +417,7 @@ async def test_integration_steps_call_the_hook(
 ) -> None:
     hook = RecordingIntegrations(
         {
-            "openai.respond": {"output": {"label": "bug"}, "text": "bug"},
+            "openai.respond": {"json": {"label": "bug"}, "text": '{"label": "bug"}'},
             "github.create_issue": {"number": 42, "url": "https://github.test/o/r/issues/42"},
         }
     )
@@ -441,7 +441,7 @@ steps:
       id: issue
       account: ops
       repo: "{{{{ params.repo }}}}"
-      title: "{{{{ steps.label.output.label }}}} for {{{{ profile.name }}}}"
+      title: "{{{{ steps.label.json.label }}}} for {{{{ profile.name }}}}"
       labels: "{{{{ params.labels }}}}"
   - github.comment:
       {{repo: o/r, issue: "{{{{ steps.issue.number }}}}", body: "run {{{{ run.id }}}}"}}

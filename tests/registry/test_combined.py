@@ -14,9 +14,10 @@ import pytest
 from prefect.client.schemas.actions import BlockDocumentUpdate
 from sqlalchemy import select
 
-from blocks import BrowserProfile
+from fleetwright.blocks import BrowserProfile
 from fleetwright.catalogue.db import session_scope
 from fleetwright.catalogue.models import Profile, Proxy, utcnow
+from fleetwright.catalogue.shape import row_to_spec, spec_json
 from fleetwright.proxies.pools import choose_proxy_for
 from fleetwright.registry import (
     add_profile,
@@ -29,7 +30,6 @@ from fleetwright.registry import (
 )
 from fleetwright.registry.blockstore import BlockStore
 from fleetwright.registry.projection import project_profiles, reconcile_profile_block
-from fleetwright.registry.shape import row_to_spec, spec_json
 from fleetwright.registry.sync import reconcile_edits, sync_catalogue
 from fleetwright.specs import validate_profile, validate_proxy
 

@@ -8,10 +8,10 @@ from typing import Any
 import pytest
 from sqlalchemy import create_engine, text
 
-from blocks import BrowserProfile
+from fleetwright.blocks import BrowserProfile
 from fleetwright.catalogue.db import dispose_engines, session_scope, upgrade
 from fleetwright.catalogue.models import Profile
-from fleetwright.registry.shape import apply_spec, merge_edit, row_to_spec
+from fleetwright.catalogue.shape import apply_spec, merge_edit, row_to_spec
 from fleetwright.sessions.engine import profile_scope
 from fleetwright.specs import ProfileSpec, validate_profile
 
