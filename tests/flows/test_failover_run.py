@@ -45,6 +45,24 @@ async def _logs(flow_run_id: str) -> list[str]:
     return [log.message for log in logs]
 
 
+async def _failover_events() -> list[dict]:
+    from prefect.client.orchestration import get_client
+
+    async with get_client() as client:
+        response = await client._client.post(
+            "/events/filter",
+            json={
+                "filter": {
+                    "event": {"name": ["fleetwright.profile.failover"]},
+                    "resource": {"id": ["fleetwright.profile.mover"]},
+                },
+                "limit": 10,
+            },
+        )
+        response.raise_for_status()
+        return list(response.json()["events"])
+
+
 def test_failover_is_logged_on_the_run_and_survives_reconciles(
     site, prefect_api: str, home: Path, two_proxies: tuple[TinyProxy, TinyProxy]
 ) -> None:
@@ -88,6 +106,10 @@ def test_failover_is_logged_on_the_run_and_survives_reconciles(
     assert found, lines
     record = get_profile("mover")
     assert (record["proxy"], record["bound_proxy"]) == ("fo-a", "fo-b")
+    deadline = time.monotonic() + 15
+    while not (events := asyncio.run(_failover_events())) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert events and events[0]["payload"] == {"from": "fo-a", "to": "fo-b", "pool": "fo"}
 
     asyncio.run(sync_catalogue())
     asyncio.run(reconcile_edits(record["block_document_id"]))
