@@ -1,9 +1,16 @@
-"""Fleetwright's Prefect blocks (`prefect block register -m blocks`)."""
+"""Fleetwright's Prefect blocks (`prefect block register -m blocks`).
 
-from blocks.github import GitHubCredentials
-from blocks.openai import OpenAICredentials
-from blocks.profile import BrowserProfile
-from blocks.proxy import Proxy
+Importing the package points Prefect at Fleetwright's server first (apply_prefect_settings).
+"""
+
+from fleetwright.settings import apply_prefect_settings
+
+apply_prefect_settings()
+
+from blocks.github import GitHubCredentials  # noqa: E402 - after the settings
+from blocks.openai import OpenAICredentials  # noqa: E402
+from blocks.profile import BrowserProfile  # noqa: E402
+from blocks.proxy import Proxy  # noqa: E402
 
 __all__ = ["BLOCK_TYPES", "BrowserProfile", "GitHubCredentials", "OpenAICredentials", "Proxy"]
 

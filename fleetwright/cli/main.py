@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import sys
 
 import click
 import typer
 
-from fleetwright.settings import get_settings
+from fleetwright.settings import apply_prefect_settings
 
 __all__ = ["app", "main"]
 
@@ -50,29 +49,11 @@ def _mount() -> None:
             app.command(name)(getattr(module, name))
 
 
-def configure_prefect_env() -> None:
-    """Point Prefect clients at Fleetwright's server before Prefect is imported.
-
-    FLEETWRIGHT_PREFECT_API_URL wins, then the user's PREFECT_API_URL, then the local server
-    that `fleetwright up` runs.
-    """
-    settings = get_settings()
-    if settings.prefect_api_url:
-        os.environ["PREFECT_API_URL"] = settings.prefect_api_url
-    elif not os.environ.get("PREFECT_API_URL"):
-        os.environ["PREFECT_API_URL"] = f"http://127.0.0.1:{settings.prefect_port}/api"
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    # Warm workers read task parameters from result storage: share the worker's folder.
-    os.environ.setdefault(
-        "PREFECT_RESULTS_LOCAL_STORAGE_PATH", str(settings.prefect_home / "storage")
-    )
-
-
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point."""
     from fleetwright.errors import FleetwrightError
 
-    configure_prefect_env()
+    apply_prefect_settings()
     _mount()
     try:
         code = app(args=argv, standalone_mode=False)
