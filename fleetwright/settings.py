@@ -145,6 +145,8 @@ def prefect_client_env(settings: Settings | None = None) -> dict[str, str]:
         out["PREFECT_HOME"] = str(settings.prefect_home)
     defaults = {
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        # Prefect's client telemetry (a notice and a request on first import) stays off.
+        "DO_NOT_TRACK": "1",
         "PREFECT_SERVER_ALLOW_EPHEMERAL_MODE": "false",
         # Warm workers read task parameters from result storage: share the worker's folder.
         "PREFECT_RESULTS_LOCAL_STORAGE_PATH": str(settings.prefect_home / "storage"),
