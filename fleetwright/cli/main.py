@@ -167,8 +167,9 @@ def main(argv: list[str] | None = None) -> None:
     except FleetwrightError as exc:
         from fleetwright.cli.output import fail
         from fleetwright.errors import redact_url
+        from fleetwright.inputs import one_line
 
-        fail(" ".join(redact_url(exc.message).split()), code=2)
+        fail(one_line(redact_url(exc.message), limit=500), code=2)
     except usage_errors as exc:
         if type(exc).__name__ == "NoArgsIsHelpError":
             ctx = getattr(exc, "ctx", None)
