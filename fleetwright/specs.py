@@ -279,7 +279,7 @@ def format_validation_error(exc: PydanticValidationError, *, where: str = "") ->
     """One line from a pydantic error: field path and what is wrong."""
     parts = []
     for err in exc.errors():
-        loc = ".".join(str(p) for p in err["loc"])
+        loc = ".".join(_loc_part(p) for p in err["loc"])
         msg = str(err["msg"]).removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
             msg = "unknown field"
@@ -287,7 +287,14 @@ def format_validation_error(exc: PydanticValidationError, *, where: str = "") ->
             msg = "required field is missing"
         parts.append(f"{loc}: {msg}" if loc else msg)
     prefix = f"{where}: " if where else ""
-    return prefix + "; ".join(parts)
+    return " ".join((prefix + "; ".join(parts)).split())
+
+
+def _loc_part(part: Any) -> str:
+    """A field path element as shown: plain keys as they are, any other key quoted and cut."""
+    if isinstance(part, int) or re.fullmatch(r"[A-Za-z0-9_-]{1,40}", str(part)):
+        return str(part)
+    return short_repr(part)
 
 
 def validate_profile(data: dict[str, Any], *, where: str = "") -> ProfileSpec:
