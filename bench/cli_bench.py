@@ -9,12 +9,17 @@
   writes a block.
 
 The samples alternate between the sides, so that load on the machine hits both alike.
+`profile_add_ms` also carries `phases`: the same work done step by step in a process of its
+own (interpreter and CLI start, Prefect import, Fleetwright's registry import, the catalogue's
+migration check, the block and row writes, the event sent at exit), median ms of each, to show
+where the time goes.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -53,6 +58,47 @@ def _sides(sides: dict[str, list[str]], n: int, env: dict[str, str]) -> dict[str
         order = list(sides.items())
         for name, argv in order if i % 2 == 0 else reversed(order):
             out[name].append(_timed(argv, env))
+    return out
+
+
+_PHASES = """
+import sys, time
+t0 = time.perf_counter()
+marks = []
+def mark(name):
+    marks.append((name, (time.perf_counter() - t0) * 1000))
+import fleetwright.cli.main, fleetwright.cli.profile
+from fleetwright.settings import apply_prefect_settings
+apply_prefect_settings(); mark("cli_start")
+import prefect.client.orchestration; mark("prefect_import")
+import fleetwright.registry; mark("registry_import")
+from fleetwright.catalogue.db import get_engine
+get_engine(); mark("catalogue_migration_check")
+import asyncio
+from fleetwright.specs import validate_profile
+asyncio.run(fleetwright.registry.add_profile(validate_profile({"name": sys.argv[1]})))
+mark("block_and_row")
+from prefect.events.worker import EventsWorker
+EventsWorker.drain_all(); mark("event_at_exit")
+last = 0.0
+for name, at in marks:
+    print(name, at - last)
+    last = at
+"""
+
+
+def _phases(name: str, env: dict[str, str]) -> dict[str, float]:
+    done = subprocess.run(
+        [sys.executable, "-c", _PHASES, name], env=env, capture_output=True, timeout=300,
+        check=False,
+    )  # fmt: skip
+    if done.returncode != 0:
+        tail = done.stderr.decode(errors="replace").strip().splitlines()[-1:]
+        raise RuntimeError(f"the profile-add phases exited {done.returncode}: {tail}")
+    out = {}
+    for line in done.stdout.decode().splitlines():
+        key, _, ms = line.partition(" ")
+        out[key] = float(ms)
     return out
 
 
@@ -108,10 +154,13 @@ async def run(bench: Bench) -> dict[str, Figure]:
             else (("client", client_argv), ("add", add_argv))
         ):
             adds[name].append(_timed(argv, env))
+    runs = [_phases(f"cli-{run_tag}-ph{i}", env) for i in range(max(1, n // 2))]
+    phases = {k: round(statistics.median(r[k] for r in runs), 1) for k in runs[0]}
     figures["profile_add_ms"] = summary(
         adds["add"],
         "ms",
         baseline=summary(adds["client"], "ms")
         | {"name": "python -c 'import prefect.client.orchestration'"},
+        phases=phases,
     )
     return figures

@@ -28,6 +28,9 @@ FIGURE_NAMES: tuple[str, ...] = (
     "import_10k_profiles_s",
     "memory_mb_per_session",
     "prefect_empty_task_ms",
+    "cli_help_ms",
+    "cli_group_help_ms",
+    "profile_add_ms",
 )
 
 
