@@ -128,8 +128,9 @@ def reset_settings() -> None:
 def prefect_client_env(settings: Settings | None = None) -> dict[str, str]:
     """The Prefect client settings that Fleetwright's settings imply, given the environment.
 
-    The API URL: FLEETWRIGHT_PREFECT_API_URL wins, then the user's PREFECT_API_URL, then the
-    local server on FLEETWRIGHT_PREFECT_PORT (the one `fleetwright up` runs). Prefect's home
+    The API URL: FLEETWRIGHT_PREFECT_API_URL wins, then FLEETWRIGHT_PREFECT_PORT when it is
+    set (the local server `fleetwright up` runs on that port), then the user's own
+    PREFECT_API_URL, then the local server on the default port 4200. Prefect's home
     defaults to `<FLEETWRIGHT_HOME>/prefect` (PREFECT_HOME or PREFECT_PROFILES_PATH set by the
     user win), so Prefect never creates or writes ~/.prefect on Fleetwright's behalf. An
     ephemeral, throwaway server is never started: a client with no server gets an error.
@@ -137,10 +138,11 @@ def prefect_client_env(settings: Settings | None = None) -> dict[str, str]:
     settings = settings or get_settings()
     env = os.environ
     out: dict[str, str] = {}
+    local = f"http://127.0.0.1:{settings.prefect_port}/api"
     if settings.prefect_api_url:
         out["PREFECT_API_URL"] = settings.prefect_api_url
-    elif not env.get("PREFECT_API_URL"):
-        out["PREFECT_API_URL"] = f"http://127.0.0.1:{settings.prefect_port}/api"
+    elif "prefect_port" in settings.model_fields_set or not env.get("PREFECT_API_URL"):
+        out["PREFECT_API_URL"] = local
     if not env.get("PREFECT_HOME"):
         out["PREFECT_HOME"] = str(settings.prefect_home)
     defaults = {

@@ -154,6 +154,23 @@ def test_flows_tasks_and_blocks_apply_settings(tmp_path: Path) -> None:
         assert done.stdout.strip() == "http://127.0.0.1:4321/api", module
 
 
+def test_cli_status_finds_server_through_fleetwright_port(prefect_api: str, tmp_path: Path) -> None:
+    """`status` (any command) reaches the server on FLEETWRIGHT_PREFECT_PORT, even with a
+    stale PREFECT_API_URL of the user's in the environment."""
+    port = str(urlsplit(prefect_api).port)
+    env = _fleetwright_only_env(tmp_path, tmp_path / "fw", FLEETWRIGHT_PREFECT_PORT=port)
+    env["PREFECT_API_URL"] = "http://127.0.0.1:9/api"
+    exe = Path(sys.executable).with_name("fleetwright")
+    done = subprocess.run(
+        [str(exe), "status", "--json"], env=env, capture_output=True, text=True, timeout=120,
+        check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    info = json.loads(done.stdout)
+    assert info["prefect_api"] == prefect_api and info["prefect_ok"] is True
+    assert not (tmp_path / "user" / ".prefect").exists()
+
+
 def test_ui_settings_name_the_servers_own_api(prefect_api: str) -> None:
     base = prefect_api.removesuffix("/api")
     ui = httpx.get(f"{base}/ui-settings", timeout=10).json()
