@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from fleetwright.cli.output import console, err_console, print_json, print_record, print_table
 from fleetwright.errors import ImportFileError, ValidationError
@@ -326,6 +325,13 @@ def import_(
 ) -> None:
     """Import profiles from JSON; bad items are reported, good ones imported, none duplicated."""
     from rich.markup import escape
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
 
     from fleetwright.inputs import exit_code_for, report_rejections
     from fleetwright.registry import import_profiles
