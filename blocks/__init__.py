@@ -7,10 +7,10 @@ from fleetwright.settings import apply_prefect_settings
 
 apply_prefect_settings()
 
-from blocks.github import GitHubCredentials  # noqa: E402 - after the settings
-from blocks.openai import OpenAICredentials  # noqa: E402
-from blocks.profile import BrowserProfile  # noqa: E402
-from blocks.proxy import Proxy  # noqa: E402
+from fleetwright.blocks.github import GitHubCredentials  # noqa: E402 - after the settings
+from fleetwright.blocks.openai import OpenAICredentials  # noqa: E402
+from fleetwright.blocks.profile import BrowserProfile  # noqa: E402
+from fleetwright.blocks.proxy import Proxy  # noqa: E402
 
 __all__ = ["BLOCK_TYPES", "BrowserProfile", "GitHubCredentials", "OpenAICredentials", "Proxy"]
 
