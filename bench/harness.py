@@ -62,6 +62,7 @@ class Sizes:
     memory_rounds: int
     long_run: int
     empty_task_n: int
+    cli_n: int
 
     @classmethod
     def for_mode(cls, mode: Mode) -> Sizes:
@@ -83,6 +84,7 @@ class Sizes:
                 memory_rounds=3,
                 long_run=1_000,
                 empty_task_n=200,
+                cli_n=10,
             )
         return cls(
             ab_rounds=1,
@@ -101,6 +103,7 @@ class Sizes:
             memory_rounds=1,
             long_run=6,
             empty_task_n=10,
+            cli_n=2,
         )
 
 

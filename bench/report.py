@@ -30,6 +30,9 @@ FIGURE_NAMES: tuple[str, ...] = (
     "reconcile_one_edit_ms",
     "memory_mb_per_session",
     "prefect_empty_task_ms",
+    "cli_help_ms",
+    "cli_group_help_ms",
+    "profile_add_ms",
 )
 
 

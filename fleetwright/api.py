@@ -8,6 +8,11 @@ Every call has an async twin (`arun_command`, `arun_deployment`, `aget_run`, `aw
 `astream_command`). Bad input (unknown command, profile or tag, an empty selection, bad
 parameters) raises a UserError before anything is submitted.
 
+Every entry point applies Fleetwright's settings to Prefect first (see
+fleetwright.settings.apply_prefect_settings): FLEETWRIGHT_PREFECT_API_URL or
+FLEETWRIGHT_PREFECT_PORT pick the server, as in the CLI, and no throwaway server is started.
+When no server answers, calls raise PrefectUnavailableError at once.
+
 `via` picks where sessions run: "deployment" (the run-command deployment on a process worker;
 scheduled, crash-recovered, ~4–5 s to start), "warm" (warm workers from `fleetwright worker
 start`; sub-second start) or "local" (the flow in this process).
@@ -20,10 +25,20 @@ from collections.abc import AsyncIterator, Sequence
 from datetime import timedelta
 from typing import Any, Literal
 
-from fleetwright.commands.models import TraceMode
-from fleetwright.fleet.deployments import RUN_COMMAND_DEPLOYMENT, asubmit_deployment
-from fleetwright.fleet.plan import FleetPlan, plan_run
-from fleetwright.fleet.runs import FleetRun, SessionRow, aread_fleet_run, summarise
+from fleetwright.settings import apply_prefect_settings
+
+apply_prefect_settings()
+
+from fleetwright.commands.models import TraceMode  # noqa: E402 - after the settings
+from fleetwright.fleet.deployments import RUN_COMMAND_DEPLOYMENT, asubmit_deployment  # noqa: E402
+from fleetwright.fleet.plan import FleetPlan, plan_run  # noqa: E402
+from fleetwright.fleet.runs import (  # noqa: E402
+    FleetRun,
+    SessionRow,
+    aread_fleet_run,
+    summarise,
+)
+from fleetwright.prefect_api import aensure_prefect_api  # noqa: E402
 
 __all__ = [
     "FleetPlan",
@@ -91,6 +106,7 @@ async def arun_plan(
 ) -> FleetRun:
     """Run an already checked plan (see plan_run) the chosen way. `trace` overrides the
     command's trace setting (off, on, on-failure, on-retry)."""
+    await aensure_prefect_api()
     if via == "warm":
         fleet_id = _new_fleet_id()
         rows = [
@@ -151,6 +167,7 @@ async def astream_command(
     concurrency: int = 8,
 ) -> AsyncIterator[SessionRow]:
     """Run on warm workers and yield each profile's outcome as soon as it finishes."""
+    await aensure_prefect_api()
     plan = plan_run(
         command, profiles=profiles, tags=tags, all_active=all_active, params=params, version=version
     )
@@ -167,6 +184,7 @@ async def arun_deployment(
     tags: Sequence[str] = (),
 ) -> FleetRun:
     """Start a run of any deployment ("flow/deployment"); wait for it if asked."""
+    await aensure_prefect_api()
     flow_run = await asubmit_deployment(parameters or {}, deployment=name, tags=tags)
     if wait:
         return await await_run(str(flow_run.id), timeout=timeout)
@@ -175,6 +193,7 @@ async def arun_deployment(
 
 async def aget_run(run_id: str) -> FleetRun:
     """A run's state, per-profile sessions (from the catalogue) and artifacts (from Prefect)."""
+    await aensure_prefect_api()
     return await aread_fleet_run(run_id)
 
 
@@ -185,6 +204,7 @@ async def await_run(
     poll_interval: timedelta = timedelta(seconds=1),
 ) -> FleetRun:
     """Wait until the flow run is final (or `timeout` passes) and return it."""
+    await aensure_prefect_api()
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout.total_seconds() if timeout else None
     while True:

@@ -5,6 +5,9 @@ Settings flow settings → blocks → tasks; tasks never read the environment th
 
 from __future__ import annotations
 
+import contextlib
+import os
+import sys
 from datetime import timedelta
 from functools import lru_cache
 from pathlib import Path
@@ -13,7 +16,13 @@ from typing import Any
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-__all__ = ["Settings", "get_settings", "reset_settings"]
+__all__ = [
+    "Settings",
+    "apply_prefect_settings",
+    "get_settings",
+    "prefect_client_env",
+    "reset_settings",
+]
 
 
 class Settings(BaseSettings):
@@ -106,3 +115,56 @@ def get_settings() -> Settings:
 
 def reset_settings() -> None:
     get_settings.cache_clear()
+
+
+def prefect_client_env(settings: Settings | None = None) -> dict[str, str]:
+    """The Prefect client settings that Fleetwright's settings imply, given the environment.
+
+    The API URL: FLEETWRIGHT_PREFECT_API_URL wins, then FLEETWRIGHT_PREFECT_PORT when it is
+    set (the local server `fleetwright up` runs on that port), then the user's own
+    PREFECT_API_URL, then the local server on the default port 4200. Prefect's home
+    defaults to `<FLEETWRIGHT_HOME>/prefect` (PREFECT_HOME or PREFECT_PROFILES_PATH set by the
+    user win), so Prefect never creates or writes ~/.prefect on Fleetwright's behalf. An
+    ephemeral, throwaway server is never started: a client with no server gets an error.
+    """
+    settings = settings or get_settings()
+    env = os.environ
+    out: dict[str, str] = {}
+    local = f"http://127.0.0.1:{settings.prefect_port}/api"
+    if settings.prefect_api_url:
+        out["PREFECT_API_URL"] = settings.prefect_api_url
+    elif "prefect_port" in settings.model_fields_set or not env.get("PREFECT_API_URL"):
+        out["PREFECT_API_URL"] = local
+    if not env.get("PREFECT_HOME"):
+        out["PREFECT_HOME"] = str(settings.prefect_home)
+    defaults = {
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        # Prefect's client telemetry (a notice and a request on first import) stays off.
+        "DO_NOT_TRACK": "1",
+        "PREFECT_SERVER_ALLOW_EPHEMERAL_MODE": "false",
+        # Warm workers read task parameters from result storage: share the worker's folder.
+        "PREFECT_RESULTS_LOCAL_STORAGE_PATH": str(settings.prefect_home / "storage"),
+    }
+    out.update({k: v for k, v in defaults.items() if not env.get(k)})
+    return {k: v for k, v in out.items() if env.get(k) != v}
+
+
+def apply_prefect_settings(settings: Settings | None = None) -> str:
+    """Point Prefect at Fleetwright's server; every entry point calls this. Returns the API URL.
+
+    The CLI, the Python API (fleetwright.api), flows, tasks, blocks and workers call it before
+    they import Prefect. Where Prefect was imported first (a script that imported prefect, then
+    fleetwright), its global settings are re-read so that the change still takes effect.
+    """
+    changes = prefect_client_env(settings)
+    if "PREFECT_HOME" in changes:
+        # Prefect creates its home at import, but not the folders above it.
+        with contextlib.suppress(OSError):  # Prefect warns about it itself
+            Path(changes["PREFECT_HOME"]).mkdir(mode=0o700, parents=True, exist_ok=True)
+    if changes:
+        os.environ.update(changes)
+        context = sys.modules.get("prefect.context")
+        refresh = getattr(context, "refresh_global_settings_context", None)
+        if refresh is not None:
+            refresh()
+    return os.environ["PREFECT_API_URL"]

@@ -8,11 +8,19 @@ from __future__ import annotations
 
 import hashlib
 import re
+import unicodedata
 import zoneinfo
 from functools import lru_cache
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic import ValidationError as PydanticValidationError
 
 from fleetwright.errors import ValidationError
@@ -26,6 +34,7 @@ __all__ = [
     "block_name_for",
     "check_name",
     "format_validation_error",
+    "short_repr",
     "validate_profile",
     "validate_proxy",
 ]
@@ -41,10 +50,31 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _TAG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
 
 
+def short_repr(value: Any, limit: int = 40) -> str:
+    """repr(value), cut to `limit` characters: user input quoted in a one-line message."""
+    text = repr(value) if not isinstance(value, str) or len(value) <= limit else repr(value[:limit])
+    return text if len(text) <= limit + 2 else text[: limit - 1] + "…"
+
+
+def _invisible(char: str) -> bool:
+    """Characters that print as nothing or as a plain space: format (zero-width space, joiners,
+    bidi marks), control, private-use, unassigned, separators other than the ASCII space."""
+    category = unicodedata.category(char)
+    return category in ("Cf", "Cc", "Co", "Cs", "Cn", "Zl", "Zp") or (
+        category == "Zs" and char != " "
+    )
+
+
 def check_name(value: str, *, what: str = "profile") -> str:
-    """A name that is safe as a file name and a label: 1–64 chars, no separators or controls."""
+    """A name that is safe as a file name and a label: 1–64 chars, no separators or controls.
+
+    Returned NFC-normalised, so that names that look the same are the same; names with
+    invisible characters (a zero-width space makes `a\u200bb` look like `ab`) are refused,
+    and so are names starting with '-', which the CLI would read as an option.
+    """
     if not isinstance(value, str) or not value.strip():
         raise ValueError(f"{what} name is empty; give a name of 1–64 characters")
+    value = unicodedata.normalize("NFC", value)
     if value != value.strip():
         raise ValueError(f"{what} name {value!r} has leading or trailing spaces")
     if len(value) > 64:
@@ -57,6 +87,14 @@ def check_name(value: str, *, what: str = "profile") -> str:
         raise ValueError(f"{what} name {value!r} contains '..'; use letters, digits, - _ .")
     if _CONTROL.search(value):
         raise ValueError(f"{what} name {value!r} contains control characters")
+    hidden = next((c for c in value if _invisible(c)), None)
+    if hidden is not None:
+        raise ValueError(
+            f"{what} name {value!r} contains the invisible character U+{ord(hidden):04X}; "
+            "use visible letters, digits, - _ ."
+        )
+    if value.startswith("-"):
+        raise ValueError(f"{what} name {value!r} starts with '-'; it would read as an option")
     return value
 
 
@@ -152,10 +190,17 @@ class ProfileSpec(BaseModel):
         for tag in value:
             if not _TAG.match(tag):
                 raise ValueError(
-                    f"tag {tag!r} is not valid; use 1–64 letters, digits, - _ . : "
+                    f"tag {short_repr(tag)} is not valid; use 1–64 letters, digits, - _ . : "
                     "starting with a letter or digit"
                 )
         return sorted(set(value))
+
+    @field_validator("proxy", "proxy_pool")
+    @classmethod
+    def _ref_name(cls, value: str | None, info: ValidationInfo) -> str | None:
+        """Proxy and pool names follow the rules of names (`--pool ../pool` is refused)."""
+        what = "pool" if info.field_name == "proxy_pool" else "proxy"
+        return None if value is None else check_name(value, what=what)
 
     @field_validator("country")
     @classmethod
@@ -193,6 +238,11 @@ class ProxySpec(BaseModel):
     def _name(cls, value: str) -> str:
         return check_name(value, what="proxy")
 
+    @field_validator("pool")
+    @classmethod
+    def _pool(cls, value: str | None) -> str | None:
+        return None if value is None else check_name(value, what="pool")
+
     @field_validator("scheme", mode="before")
     @classmethod
     def _scheme(cls, value: Any) -> Any:
@@ -203,10 +253,10 @@ class ProxySpec(BaseModel):
     @field_validator("port", mode="before")
     @classmethod
     def _port(cls, value: Any) -> Any:
-        try:
-            port = int(value)
-        except (TypeError, ValueError):
-            raise ValueError(f"port {value!r} is not a number; use 1–65535") from None
+        text = str(value).strip() if isinstance(value, str | int) else None
+        if text is None or not text.isascii() or not text.isdigit() or len(text) > 5:
+            raise ValueError(f"port {short_repr(value)} is not a number in 1–65535")
+        port = int(text)
         if not 1 <= port <= 65535:
             raise ValueError(f"port {port} is outside 1–65535")
         return port
@@ -229,7 +279,7 @@ def format_validation_error(exc: PydanticValidationError, *, where: str = "") ->
     """One line from a pydantic error: field path and what is wrong."""
     parts = []
     for err in exc.errors():
-        loc = ".".join(str(p) for p in err["loc"])
+        loc = ".".join(_loc_part(p) for p in err["loc"])
         msg = str(err["msg"]).removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
             msg = "unknown field"
@@ -237,7 +287,14 @@ def format_validation_error(exc: PydanticValidationError, *, where: str = "") ->
             msg = "required field is missing"
         parts.append(f"{loc}: {msg}" if loc else msg)
     prefix = f"{where}: " if where else ""
-    return prefix + "; ".join(parts)
+    return " ".join((prefix + "; ".join(parts)).split())
+
+
+def _loc_part(part: Any) -> str:
+    """A field path element as shown: plain keys as they are, any other key quoted and cut."""
+    if isinstance(part, int) or re.fullmatch(r"[A-Za-z0-9_-]{1,40}", str(part)):
+        return str(part)
+    return short_repr(part)
 
 
 def validate_profile(data: dict[str, Any], *, where: str = "") -> ProfileSpec:

@@ -1,19 +1,107 @@
-"""The root `fleetwright` app: mounts the command groups and turns errors into one line."""
+"""The root `fleetwright` app: mounts the command groups and turns errors into one line.
+
+Command groups are imported when they are used, not at start: `fleetwright --help` lists them
+from the table below without importing any of them (several import Prefect, which alone takes
+seconds on a loaded machine). Usage errors (unknown option, bad value, missing argument) are
+one line on stderr and exit code 2, whichever click the installed typer uses: typer ≥ 0.22
+ships its own copy of click, whose exceptions are not click's.
+"""
 
 from __future__ import annotations
 
-import os
+import importlib
+import logging
 import sys
+from typing import Any
 
-import click
 import typer
+from typer.core import TyperGroup
 
-from fleetwright.settings import get_settings
+__all__ = ["COMMANDS", "app", "main"]
 
-__all__ = ["app", "main"]
+# name -> (module, attribute, short help). The attribute is a typer.Typer (a group) or a
+# function (a single command).
+COMMANDS: dict[str, tuple[str, str, str]] = {
+    "profile": ("fleetwright.cli.profile", "app", "Browser profiles."),
+    "proxy": ("fleetwright.cli.proxy", "app", "Proxies, pools and health."),
+    "service": ("fleetwright.cli.service", "app", "GitHub and OpenAI service accounts."),
+    "db": ("fleetwright.cli.db", "app", "The catalogue database."),
+    "webhooks": ("fleetwright.cli.webhooks", "app", "Receive GitHub webhooks as Prefect events."),
+    "commands": ("fleetwright.cli.commands", "app", "Declarative and Python commands."),
+    "schedule": ("fleetwright.cli.schedule", "app", "Fleet runs on a schedule (cron, interval)."),
+    "worker": ("fleetwright.cli.worker", "app", "Warm workers for on-demand sessions."),
+    "run": ("fleetwright.cli.run", "run", "Run a command on profiles (names, --tag or --all)."),
+    "status": ("fleetwright.cli.status", "status", "Show the catalogue, Prefect API and counts."),
+    "sync": ("fleetwright.cli.sync", "sync", "Bring the catalogue in line with edited blocks."),
+    "up": ("fleetwright.cli.up", "up", "Start Fleetwright locally: Prefect server, UI, worker."),
+}
+
+
+class _Listed:
+    """What `--help` shows for a command that is not imported yet."""
+
+    def __init__(self, name: str, help_text: str) -> None:
+        self.name = name
+        self.help = help_text
+        self.short_help = help_text
+        self.hidden = False
+        self.deprecated = False
+        self.rich_help_panel = None
+
+    def get_short_help_str(self, limit: int = 45) -> str:
+        return self.help
+
+
+class LazyGroup(TyperGroup):
+    """The root group: subcommands are imported on first use; help lists them from COMMANDS."""
+
+    def list_commands(self, ctx: Any) -> list[str]:
+        return sorted(set(super().list_commands(ctx)) | set(COMMANDS))
+
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
+        if cmd_name not in COMMANDS:
+            return super().get_command(ctx, cmd_name)
+        if ctx.resilient_parsing or _formatting_help(ctx):
+            return _Listed(cmd_name, COMMANDS[cmd_name][2])
+        return load_command(cmd_name)
+
+    def format_help(self, ctx: Any, formatter: Any) -> None:
+        ctx.meta["fleetwright.help"] = True
+        try:
+            super().format_help(ctx, formatter)
+        finally:
+            ctx.meta.pop("fleetwright.help", None)
+
+
+def _formatting_help(ctx: Any) -> bool:
+    return bool(getattr(ctx, "meta", {}).get("fleetwright.help"))
+
+
+_loaded: dict[str, Any] = {}
+
+
+def load_command(name: str) -> Any:
+    """The click command for `name`, importing its module (once)."""
+    if name in _loaded:
+        return _loaded[name]
+    module_name, attr, help_text = COMMANDS[name]
+    obj = getattr(importlib.import_module(module_name), attr)
+    if isinstance(obj, typer.Typer):
+        if obj.info.help is None:
+            obj.info.help = help_text
+        command = typer.main.get_command(obj)
+    else:
+        single = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+        single.command(name)(obj)
+        command = typer.main.get_command(single)
+    command.name = name
+    _loaded[name] = command
+    return command
+
 
 app = typer.Typer(
     name="fleetwright",
+    cls=LazyGroup,
     help="Run browser automations over a fleet of managed Chrome profiles, on Prefect.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
@@ -21,75 +109,83 @@ app = typer.Typer(
 )
 
 
-_mounted = False
+@app.callback()
+def _root(ctx: typer.Context) -> None:
+    """Run browser automations over a fleet of managed Chrome profiles, on Prefect."""
+    from fleetwright.settings import apply_prefect_settings
+
+    apply_prefect_settings()
 
 
-def _mount() -> None:
-    global _mounted
-    if _mounted:
-        return
-    _mounted = True
-    from fleetwright.cli import db, profile, proxy, service, status, sync, up, webhooks
+def _click_exceptions() -> tuple[tuple[type[BaseException], ...], ...]:
+    """(usage errors, other click errors, Abort, Exit) of every click the CLI may raise.
 
-    app.add_typer(profile.app, name="profile", help="Browser profiles.")
-    app.add_typer(proxy.app, name="proxy", help="Proxies, pools and health.")
-    app.add_typer(service.app, name="service", help="GitHub and OpenAI service accounts.")
-    app.add_typer(db.app, name="db", help="The catalogue database.")
-    app.add_typer(webhooks.app, name="webhooks", help="Receive GitHub webhooks as Prefect events.")
-    app.command("status")(status.status)
-    app.command("sync")(sync.sync)
-    app.command("up")(up.up)
-    for name in ("run", "schedule", "commands", "worker"):
+    Found by name in click and in typer (which, from 0.22 on, raises exceptions of a click
+    copy of its own, and has Abort and Exit in typer.exceptions), so that any combination of
+    versions that pyproject allows is covered.
+    """
+    modules: list[Any] = [importlib.import_module("click.exceptions"), typer]
+    for name in ("typer._click.exceptions", "typer.exceptions"):
         try:
-            module = __import__(f"fleetwright.cli.{name}", fromlist=["x"])
+            modules.append(importlib.import_module(name))
         except ImportError:
             continue
-        if isinstance(getattr(module, "app", None), typer.Typer):
-            app.add_typer(module.app, name=name)
-        elif callable(getattr(module, name, None)):
-            app.command(name)(getattr(module, name))
+
+    def found(attr: str) -> tuple[type[BaseException], ...]:
+        classes = [getattr(m, attr, None) for m in modules]
+        return tuple(dict.fromkeys(c for c in classes if isinstance(c, type)))
+
+    return found("UsageError"), found("ClickException"), found("Abort"), found("Exit")
 
 
-def configure_prefect_env() -> None:
-    """Point Prefect clients at Fleetwright's server before Prefect is imported.
-
-    FLEETWRIGHT_PREFECT_API_URL wins, then the user's PREFECT_API_URL, then the local server
-    that `fleetwright up` runs.
-    """
-    settings = get_settings()
-    if settings.prefect_api_url:
-        os.environ["PREFECT_API_URL"] = settings.prefect_api_url
-    elif not os.environ.get("PREFECT_API_URL"):
-        os.environ["PREFECT_API_URL"] = f"http://127.0.0.1:{settings.prefect_port}/api"
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    # Warm workers read task parameters from result storage: share the worker's folder.
-    os.environ.setdefault(
-        "PREFECT_RESULTS_LOCAL_STORAGE_PATH", str(settings.prefect_home / "storage")
-    )
+def usage_line(exc: Any) -> str:
+    """One line for a usage error: the message and where to read how the command is used."""
+    message = " ".join(str(exc.format_message()).split())
+    ctx = getattr(exc, "ctx", None)
+    path = getattr(ctx, "command_path", None) or "fleetwright"
+    return f"{message} (see `{path} --help`)"
 
 
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point."""
     from fleetwright.errors import FleetwrightError
 
-    configure_prefect_env()
-    _mount()
+    usage_errors, click_errors, aborts, exits = _click_exceptions()
+    # A command that wrote a block or emitted an event leaves Prefect's event worker sending
+    # it at exit, and that worker warns "Still processing items: 1 items remaining..." while
+    # it does. The CLI has already said what it did: keep the warning out of its output.
+    logging.getLogger("EventsWorker").setLevel(logging.ERROR)
+    command = typer.main.get_command(app)
     try:
-        code = app(args=argv, standalone_mode=False)
+        code = command.main(
+            args=sys.argv[1:] if argv is None else argv,
+            prog_name="fleetwright",
+            standalone_mode=False,
+        )
         if isinstance(code, int) and code != 0:
             raise SystemExit(code)
     except FleetwrightError as exc:
         from fleetwright.cli.output import fail
         from fleetwright.errors import redact_url
+        from fleetwright.inputs import one_line
 
-        fail(redact_url(exc.message), code=2)
-    except click.exceptions.Abort:
+        fail(one_line(redact_url(exc.message), limit=500), code=2)
+    except usage_errors as exc:
+        if type(exc).__name__ == "NoArgsIsHelpError":
+            ctx = getattr(exc, "ctx", None)
+            sys.stdout.write((ctx.get_help() if ctx is not None else "") + "\n")
+            raise SystemExit(2) from None
+        from fleetwright.cli.output import fail
+
+        fail(usage_line(exc), code=2)
+    except aborts:
         sys.stderr.write("aborted\n")
         raise SystemExit(130) from None
-    except click.ClickException as exc:
-        exc.show()
-        raise SystemExit(exc.exit_code) from None
-    except click.exceptions.Exit as exc:
-        raise SystemExit(exc.exit_code) from None
+    except click_errors as exc:
+        from fleetwright.cli.output import fail
+
+        fail(" ".join(str(exc.format_message()).split()), code=2)  # type: ignore[attr-defined]
+    except exits as exc:
+        raise SystemExit(exc.exit_code) from None  # type: ignore[attr-defined]
     except KeyboardInterrupt:
         raise SystemExit(130) from None

@@ -53,5 +53,8 @@ def _cell(value: Any) -> str:
 
 def fail(message: str, *, code: int = 2) -> None:
     """Print one error line and exit."""
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    from rich.markup import escape
+
+    # The message quotes user input: "[/]" in a name must print as it is, not as markup.
+    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     raise SystemExit(code)

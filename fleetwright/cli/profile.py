@@ -8,11 +8,10 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from fleetwright.cli.output import console, err_console, print_json, print_record, print_table
 from fleetwright.errors import ImportFileError, ValidationError
-from fleetwright.specs import validate_profile
+from fleetwright.specs import short_repr, validate_profile
 
 __all__ = ["app"]
 
@@ -200,6 +199,8 @@ def list_(
     """List profiles (all, or those with any of the tags)."""
     from fleetwright.registry import list_profiles
 
+    if status is not None and status not in ("active", "archived"):
+        raise ValidationError(f"--status {short_repr(status)} is not active or archived")
     rows = list_profiles(tags=tag or [], status=status, limit=limit)
     if as_json:
         print_json(rows)
@@ -293,25 +294,31 @@ def archive(name: str) -> None:
     console.print(f"Archived profile [bold]{name}[/].")
 
 
+#: A profile import file is parsed whole (JSON); larger lists go in several files.
+IMPORT_LIMIT_BYTES = 64 * 1024 * 1024
+
+
 def read_import_file(path: Path) -> list[tuple[str, dict[str, Any]]]:
     """(where, item) pairs from a JSON file: a list of profiles or {"profiles": [...]}."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ImportFileError(f"cannot read {path}: {exc.strerror}") from None
+    from fleetwright.inputs import read_user_text
+
+    text = read_user_text(path, what="profile file", limit_bytes=IMPORT_LIMIT_BYTES)
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise ImportFileError(
             f"{path}: line {exc.lineno}, column {exc.colno}: not valid JSON ({exc.msg})"
         ) from None
+    except RecursionError:
+        raise ImportFileError(f"{path}: JSON nested too deeply to be a profile list") from None
     if isinstance(data, dict) and isinstance(data.get("profiles"), list):
         data = data["profiles"]
     if not isinstance(data, list):
         raise ImportFileError(f'{path}: expected a JSON list of profiles or {{"profiles": [...]}}')
     out: list[tuple[str, dict[str, Any]]] = []
     for i, item in enumerate(data, start=1):
-        where = f"item {i}" + (f" ({item.get('name')!r})" if isinstance(item, dict) else "")
+        name = item.get("name") if isinstance(item, dict) else None
+        where = f"item {i}" + (f" ({short_repr(name)})" if name is not None else "")
         out.append((where, item))
     return out
 
@@ -322,6 +329,16 @@ def import_(
     as_json: JsonOpt = False,
 ) -> None:
     """Import profiles from JSON; bad items are reported, good ones imported, none duplicated."""
+    from rich.markup import escape
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
+    from fleetwright.inputs import exit_code_for, report_rejections
     from fleetwright.registry import import_profiles
 
     items = read_import_file(path)
@@ -331,7 +348,7 @@ def import_(
         MofNCompleteColumn(),
         TimeElapsedColumn(),
         console=err_console,
-        disable=as_json,
+        disable=as_json or not err_console.is_terminal,
     ) as progress:
         task = progress.add_task("importing", total=len(items))
         blocks = progress.add_task("blocks", total=None, visible=False)
@@ -359,11 +376,15 @@ def import_(
                 f"  {report.blocks_pending} block(s) not written yet (the profiles are "
                 "runnable); `fleetwright sync` writes them"
             )
-        for where, reason in report.errors:
-            line = reason if reason.startswith(where) else f"{where}: {reason}"
-            err_console.print(f"  [red]rejected[/] {line}", highlight=False)
-    if report.errors:
-        raise typer.Exit(1)
+        report_rejections(
+            report.errors,
+            lambda line: err_console.print(
+                f"  [red]rejected[/] {escape(line)}", highlight=False, soft_wrap=True
+            ),
+        )
+    code = exit_code_for(report.created + report.updated + report.unchanged, len(report.errors))
+    if code:
+        raise typer.Exit(code)
 
 
 @app.command("export")

@@ -73,8 +73,14 @@ def add(
 ) -> None:
     """Add a proxy: its Proxy block (holding the password) and its catalogue row."""
     from fleetwright.registry import add_proxy
+    from fleetwright.specs import short_repr
 
-    parts = urlsplit(url if "://" in url else f"http://{url}")
+    try:
+        parts = urlsplit(url if "://" in url else f"http://{url}")
+    except ValueError:
+        raise ValidationError(
+            f"{short_repr(url)} is not a proxy URL; use scheme://host:port"
+        ) from None
     if parts.password:
         raise ValidationError(
             "do not put the password in the URL (process arguments are visible to other "
@@ -83,14 +89,16 @@ def add(
     try:
         port = parts.port
     except ValueError:
-        raise ValidationError(f"port in {url!r} is outside 1–65535") from None
+        raise ValidationError(
+            f"port in {short_repr(url)} is not a number or is outside 1–65535"
+        ) from None
     if port is None:
-        raise ValidationError(f"{url!r} has no port; use scheme://host:port")
+        raise ValidationError(f"{short_repr(url)} has no port; use scheme://host:port")
     labels = {}
     for item in label or []:
         k, sep, v = item.partition("=")
         if not sep:
-            raise ValidationError(f"label {item!r} is not KEY=VALUE")
+            raise ValidationError(f"label {short_repr(item)} is not KEY=VALUE")
         labels[k] = v
     spec = validate_proxy(
         {
@@ -172,6 +180,9 @@ def import_(
     as_json: JsonOpt = False,
 ) -> None:
     """Import proxies (host:port:user:pass, scheme://user:pass@host:port, or CSV)."""
+    from rich.markup import escape
+
+    from fleetwright.inputs import exit_code_for, report_rejections
     from fleetwright.proxies.parse import parse_proxy_file
     from fleetwright.registry import import_proxies
 
@@ -183,12 +194,19 @@ def import_(
     else:
         console.print(
             f"{report.created} created, {report.updated} updated, {report.unchanged} unchanged, "
-            f"{len(problems)} rejected."
+            f"{len(problems) + parsed.problems_dropped} rejected."
         )
-        for where, reason in problems:
-            err_console.print(f"  [red]rejected[/] {where}: {reason}", highlight=False)
-    if problems:
-        raise typer.Exit(1)
+        report_rejections(
+            problems,
+            lambda line: err_console.print(
+                f"  [red]rejected[/] {escape(line)}", highlight=False, soft_wrap=True
+            ),
+            more=parsed.problems_dropped,
+        )
+    imported = report.created + report.updated + report.unchanged
+    code = exit_code_for(imported, len(problems) + parsed.problems_dropped)
+    if code:
+        raise typer.Exit(code)
 
 
 @app.command("check")

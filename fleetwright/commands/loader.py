@@ -83,6 +83,19 @@ def _files(paths: Iterable[Path]) -> list[Path]:
     return found
 
 
+def _check_python_refs(spec: CommandSpec, path: Path) -> None:
+    """A `python:` command or step must name a function that imports now, not at run time."""
+    from fleetwright.commands.plugins import resolve_python_command
+
+    refs = [spec.python] if spec.python else []
+    refs += [f for f in (getattr(step, "function", None) for step in spec.steps or []) if f]
+    for ref in refs:
+        try:
+            resolve_python_command(ref)
+        except FleetwrightError as exc:
+            raise CommandSpecError(f"{display_path(path)}: {exc.message}") from None
+
+
 def load_commands(paths: Iterable[Path] | None = None, *, url: str | None = None) -> LoadReport:
     """Validate every YAML file under `paths` (default: default_command_dirs()) and store them
     in the catalogue in one transaction; all or nothing. Reloading unchanged files is a no-op;
@@ -92,7 +105,9 @@ def load_commands(paths: Iterable[Path] | None = None, *, url: str | None = None
     errors: list[FleetwrightError] = []
     for path in files:
         try:
-            specs.append((path, read_command_file(path)))
+            spec = read_command_file(path)
+            _check_python_refs(spec, path)
+            specs.append((path, spec))
         except FleetwrightError as exc:
             errors.append(exc)
     if errors:

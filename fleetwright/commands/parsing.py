@@ -165,10 +165,20 @@ def parse_command(data: Any, *, where: str = "", lines: list[int] | None = None)
     return spec
 
 
+#: A command file is read and parsed whole: cap it (real ones are a few KB).
+MAX_COMMAND_FILE_BYTES = 1024 * 1024
+
+
 def read_command_file(path: Path) -> CommandSpec:
     """Read and validate one YAML command file; one-line errors with file and line."""
     shown = display_path(path)
     try:
+        size = path.stat().st_size
+        if size > MAX_COMMAND_FILE_BYTES:
+            raise CommandSpecError(
+                f"{shown}: the file is {size} bytes; a command file is at most "
+                f"{MAX_COMMAND_FILE_BYTES} bytes"
+            )
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise CommandSpecError(f"{shown}: cannot read the file ({type(exc).__name__})") from None

@@ -121,6 +121,13 @@ class LocalPrefectServer:
         env = {**os.environ, **prefect_env(self.prefect_home, database_url=self.database_url)}
         if self.redis_url:
             env.update(redis_env(self.redis_url))
+        # The UI asks its browser to call PREFECT_UI_API_URL, which Prefect derives from
+        # PREFECT_SERVER_API_PORT (4200), not from `--port`: on any other port the UI would
+        # show "Can't connect to Server API". Tell it the real address (a URL the user set wins).
+        env["PREFECT_SERVER_API_HOST"] = "127.0.0.1"
+        env["PREFECT_SERVER_API_PORT"] = str(self.port)
+        if not (env.get("PREFECT_UI_API_URL") or env.get("PREFECT_SERVER_UI_API_URL")):
+            env["PREFECT_UI_API_URL"] = self.api_url
         env.update(self.extra_env)
         env.pop("PREFECT_API_URL", None)
         cmd = [

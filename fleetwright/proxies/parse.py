@@ -13,13 +13,18 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from fleetwright.errors import ImportFileError, ValidationError
+from fleetwright.errors import ValidationError
 from fleetwright.specs import ProxySpec, validate_proxy
 
 __all__ = ["ParseResult", "default_proxy_name", "parse_proxies", "parse_proxy_file"]
 
 _FIELDS = {"name", "scheme", "host", "port", "username", "password", "pool", "max_sessions"}
 _ALIASES = {"user": "username", "login": "username", "pass": "password", "max": "max_sessions"}
+#: Longest line read; longer ones are rejected unread (a proxy line is well under 1 KB).
+MAX_LINE = 4096
+MAX_PROBLEMS = 1000
+#: Largest proxy list read (memory stays bounded; split larger lists).
+MAX_FILE_BYTES = 64 * 1024 * 1024
 _SHAPES = "use host:port, host:port:user:pass, user:pass@host:port or scheme://user:pass@host:port"
 
 
@@ -29,6 +34,14 @@ class ParseResult:
 
     proxies: list[ProxySpec] = field(default_factory=list)
     problems: list[tuple[int, str]] = field(default_factory=list)
+    #: Problems past MAX_PROBLEMS: counted, not kept (a bad 50 MB file has ~800,000).
+    problems_dropped: int = 0
+
+    def reject(self, number: int, reason: str) -> None:
+        if len(self.problems) < MAX_PROBLEMS:
+            self.problems.append((number, reason))
+        else:
+            self.problems_dropped += 1
 
     @property
     def ok(self) -> bool:
@@ -127,6 +140,9 @@ def parse_proxies(
     pending: list[tuple[int, dict[str, Any]]] = []
     first = True
     for number, raw in enumerate(text.splitlines(), start=1):
+        if len(raw) > MAX_LINE:
+            result.reject(number, f"line is {len(raw)} characters long; the limit is {MAX_LINE}")
+            continue
         line = raw.strip()
         if not line or line.startswith("#"):
             continue
@@ -141,8 +157,8 @@ def parse_proxies(
                 if header is not None
                 else _split_line(line)
             )
-        except ValueError as exc:
-            result.problems.append((number, str(exc)))
+        except (ValueError, csv.Error) as exc:
+            result.reject(number, str(exc))
             continue
         pending.append((number, data))
 
@@ -160,20 +176,22 @@ def parse_proxies(
             host, port = str(data["host"]).strip(), str(data["port"]).strip()
             several = len(shared[(host.lower(), port)]) > 1
             data["name"] = default_proxy_name(
-                host, int(port) if port.isdigit() else 0, data.get("username") if several else None
+                host,
+                int(port) if port.isascii() and port.isdigit() and len(port) <= 5 else 0,
+                data.get("username") if several else None,
             )
         try:
             spec = validate_proxy(data)
         except ValidationError as exc:
-            result.problems.append((number, exc.message))
+            result.reject(number, exc.message)
             continue
         ident = (spec.host.lower(), spec.port, spec.username)
         if ident in seen:
-            result.problems.append((number, f"same proxy as line {seen[ident]}; skipped"))
+            result.reject(number, f"same proxy as line {seen[ident]}; skipped")
             continue
         if spec.name in names:
-            result.problems.append(
-                (number, f"name {spec.name!r} already used on line {names[spec.name]}; skipped")
+            result.reject(
+                number, f"name {spec.name!r} already used on line {names[spec.name]}; skipped"
             )
             continue
         seen[ident] = names[spec.name] = number
@@ -186,12 +204,7 @@ def parse_proxy_file(
     path: Path, *, pool: str | None = None, labels: dict[str, str] | None = None
 ) -> ParseResult:
     """parse_proxies() on a file; an unreadable file is an ImportFileError."""
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except FileNotFoundError:
-        raise ImportFileError(f"proxy list {path} does not exist") from None
-    except UnicodeDecodeError:
-        raise ImportFileError(f"proxy list {path} is not UTF-8 text") from None
-    except OSError as exc:
-        raise ImportFileError(f"cannot read proxy list {path}: {exc.strerror}") from None
+    from fleetwright.inputs import read_user_text
+
+    text = read_user_text(path, what="proxy list", limit_bytes=MAX_FILE_BYTES)
     return parse_proxies(text, pool=pool, labels=labels)

@@ -129,7 +129,7 @@ def test_malformed_import_file(prefect_api: str, home: Path, tmp_path: Path, cli
     assert r.code == 2
     assert "line 2" in r.err and "not valid JSON" in r.err
     r = cli("profile", "import", str(tmp_path / "missing.json"))
-    assert r.code == 2 and "cannot read" in r.err
+    assert r.code == 2 and "does not exist" in r.err
 
 
 def test_unreachable_database_names_url_without_password(
