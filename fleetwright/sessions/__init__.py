@@ -1,5 +1,11 @@
 """Sessions: one command on one profile, leased, recorded, with state saved."""
 
-from fleetwright.sessions.engine import SessionEngine, SessionRequest, SessionResult
+from fleetwright.sessions.engine import (
+    SessionEngine,
+    SessionHandle,
+    SessionRequest,
+    SessionResult,
+    session_key,
+)
 
-__all__ = ["SessionEngine", "SessionRequest", "SessionResult"]
+__all__ = ["SessionEngine", "SessionHandle", "SessionRequest", "SessionResult", "session_key"]
