@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
-from typing import Any
+from typing import Any, cast
 
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.context import get_run_context
+from prefect.results import get_result_store, should_persist_result
+from prefect.states import exception_to_failed_state
 from prefect.tasks import exponential_backoff
 
 from fleetwright.browser import BrowserSession, ProxyConfig
@@ -129,9 +131,19 @@ async def run_profile_session(
     except FleetwrightError as exc:
         kind = "retryable" if exc.retryable else "not retryable"
         logger.error("session on %s failed (%s): %s", profile, kind, exc.message)
-        if _is_last_attempt(exc, attempt):
-            await _emit_failed(request, exc)
-        raise
+        if not _is_last_attempt(exc, attempt):
+            raise  # Prefect retries it
+        await _emit_failed(request, exc)
+        # an expected failure: the task run fails with it (the caller still gets it raised)
+        # without Prefect logging a traceback for it; Prefect takes a returned state as the
+        # task run's own
+        failed = await exception_to_failed_state(
+            exc,
+            message=f"session on {profile} failed after {attempt} attempt(s): {exc.message}",
+            result_store=get_result_store(),
+            write_result=should_persist_result(),
+        )
+        return cast("dict[str, Any]", failed)
     logger.info("session on %s ok in %.0f ms (run %s)", profile, result.duration_ms, result.run_id)
     return result.as_dict()
 

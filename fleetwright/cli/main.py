@@ -62,6 +62,9 @@ def configure_prefect_env() -> None:
     elif not os.environ.get("PREFECT_API_URL"):
         os.environ["PREFECT_API_URL"] = f"http://127.0.0.1:{settings.prefect_port}/api"
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    # Flow runs started from here (`run --local`) heartbeat as often as the heartbeat
+    # automation expects (deployments/automations.py), or it would take them for dead.
+    os.environ.setdefault("PREFECT_FLOWS_HEARTBEAT_FREQUENCY", "30")
     # Warm workers read task parameters from result storage: share the worker's folder.
     os.environ.setdefault(
         "PREFECT_RESULTS_LOCAL_STORAGE_PATH", str(settings.prefect_home / "storage")

@@ -115,7 +115,8 @@ class SessionResult:
     """How a session went, as recorded on its catalogue run row."""
 
     profile: str
-    status: Literal["ok", "failed", "skipped"]
+    #: cancelled: the session was stopped (Ctrl-C, `fleetwright run cancel`) before it ended
+    status: Literal["ok", "failed", "skipped", "cancelled"]
     run_id: int | None = None
     #: which attempt of the task this was (its run row's `attempts`)
     attempts: int = 1
@@ -335,7 +336,12 @@ class SessionEngine:
                 return loaded, begun
             if time.monotonic() >= deadline:
                 other = await asyncio.to_thread(leases.holder_of, loaded.profile_id, self.url)
-                raise leases.busy_error(loaded.spec.name, other, wait)
+                busy = leases.busy_error(loaded.spec.name, other, wait)
+                busy.session_result = SessionResult(  # type: ignore[attr-defined]
+                    profile=loaded.spec.name, status="failed", attempts=req.attempt,
+                    error=busy.message, error_type=type(busy).__name__, retryable=busy.retryable,
+                )  # fmt: skip
+                raise busy
             await asyncio.sleep(delay * (0.5 + random.random()))
             delay = min(delay * 2, 1.0)
 
@@ -507,7 +513,7 @@ class SessionEngine:
             error = exc
             handle.error = exc
         if error is not None:
-            result.status = "failed"
+            result.status = "cancelled" if isinstance(error, asyncio.CancelledError) else "failed"
             handle.artifacts.update(_session_artifacts(error))
             result.error, result.error_type, result.retryable = _describe(error)
             partial = getattr(error, "result", None)
