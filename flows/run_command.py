@@ -126,10 +126,13 @@ async def run_command(
             try:
                 # quote: Prefect would otherwise walk the whole command (every step) per task
                 # run, twice, looking for futures; it unwraps the value before the task runs
-                results[name] = await run_profile_session(
+                # the final state: an expected failure ends the task run Failed without
+                # raising there; its result raises it here
+                state: State[dict[str, Any]] = await run_profile_session(  # type: ignore[misc]
                     name, cast(CommandSpec, quote(spec)), values, trace=trace, timeout=timeout,
-                    fleet_key=fleet_key,
+                    fleet_key=fleet_key, return_state=True,
                 )  # fmt: skip
+                results[name] = await state.aresult()
             except FleetwrightError as exc:
                 results[name] = _failure(name, exc.message, exc)
             except Exception as exc:  # one session never stops the fleet

@@ -6,6 +6,7 @@ from typing import Any
 
 from prefect import Task
 from prefect.client.schemas.objects import State, TaskRun
+from prefect._result_records import ResultRecord
 
 from fleetwright.errors import is_retryable
 
@@ -14,10 +15,9 @@ __all__ = ["retry_if_retryable"]
 
 def retry_if_retryable(task: Task[..., Any], task_run: TaskRun, state: State[Any]) -> bool:
     """Retry navigation timeouts, proxy failures, 5xx, browser crashes; not bad input."""
-    if isinstance(state.data, BaseException):
-        return is_retryable(state.data)
-    try:
-        state.result()
-    except Exception as exc:
-        return is_retryable(exc)
+    data = state.data
+    if isinstance(data, ResultRecord):  # a persisted result holds the exception
+        data = data.result
+    if isinstance(data, BaseException):
+        return is_retryable(data)
     return False
