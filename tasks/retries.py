@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from prefect import Task
-from prefect.client.schemas.objects import State, TaskRun
 from prefect._result_records import ResultRecord
+from prefect.client.schemas.objects import State, TaskRun
 
 from fleetwright.errors import is_retryable
 
