@@ -163,7 +163,7 @@ async def run_command(
             if stopped is not None and not sessions.done():
                 logger.warning("stopping: %s", stopped)
                 sessions.cancel()  # each session records its run row and gives its lease back
-                await asyncio.wait([sessions])
+                await asyncio.gather(sessions, return_exceptions=True)
             elif stopped is None:
                 await sessions
     finally:

@@ -329,9 +329,21 @@ class SessionEngine:
         delay = 0.05
         take = leases.external is None
         while True:
-            loaded, begun = await asyncio.to_thread(
-                self._begin, req.profile, holder, req, take_lease=take
+            beginning = asyncio.ensure_future(
+                asyncio.to_thread(self._begin, req.profile, holder, req, take_lease=take)
             )
+            try:
+                loaded, begun = await asyncio.shield(beginning)
+            except asyncio.CancelledError:
+                # the transaction runs on in its thread and may commit: undo what it wrote
+                await asyncio.wait([beginning])
+                if not beginning.cancelled() and beginning.exception() is None:
+                    done, started = beginning.result()
+                    if started is not None:
+                        await asyncio.to_thread(
+                            self._cancel_begun, started.run_id, done.profile_id, holder
+                        )
+                raise
             if begun is not None:
                 return loaded, begun
             if time.monotonic() >= deadline:
@@ -562,6 +574,22 @@ class SessionEngine:
         await asyncio.shield(
             asyncio.to_thread(self._end, handle.run_id, outcome, handle.extra, release, proxy_id)
         )
+
+    def _cancel_begun(self, run_id: int, profile_id: int, holder: str) -> None:
+        """A session cancelled while it began: its run row cancelled, its lease given back."""
+        with session_scope(self.url) as s:
+            s.execute(
+                update(Run)
+                .where(Run.id == run_id, Run.status == "running")
+                .values(
+                    status="cancelled",
+                    ended_at=utcnow(),
+                    error="the session was cancelled",
+                    error_type="Cancelled",
+                )
+                .execution_options(synchronize_session=False)
+            )
+            leases.release_in(s, profile_id, holder)
 
     def _abandon(self, run_id: int) -> None:
         """A run row whose session never started (its external lease was not granted)."""
