@@ -298,3 +298,89 @@ def test_busy_profile_fails_in_one_line_with_its_attempts(site: SiteServer, tmp_
     (session,) = summary["sessions"]
     assert (session["status"], session["attempts"]) == ("failed", 3), session
     assert "busy" in (session["error"] or "")
+
+
+def test_run_cancel_stops_a_local_run_for_good(site: SiteServer, tmp_path: Path) -> None:
+    names = _profiles("cancel", 6, "cancel")
+    run = Local(
+        ["slow-visit", "--tag", "cancel", "-p", f"base_url={site.url}", "-c", "2"],
+        tmp_path / "cancel.log",
+    )
+    try:
+        flow_run_id = str(asyncio.run(_flow_run_for("cancel", 60)).id)
+        deadline = time.monotonic() + 90
+        while _ok_rows(flow_run_id, names) < 1:
+            assert time.monotonic() < deadline, run.output()[-3000:]
+            time.sleep(0.2)
+        run.note_children()
+        cancel = subprocess.run(
+            [CLI, "run", "cancel", flow_run_id, "--json"],
+            cwd=PROJECT_DIR, env=dict(os.environ), capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        assert cancel.returncode == 0, cancel.stdout + cancel.stderr
+        assert json.loads(cancel.stdout) == {flow_run_id: "Cancelled"}
+        assert run.proc.wait(timeout=60) == 1  # the run it was running ended, not all ok
+    finally:
+        run.cleanup()
+    assert "Traceback" not in run.output(), run.output()[-3000:]
+    assert asyncio.run(_state(flow_run_id)) == "CANCELLED"
+    with session_scope() as s:
+        rows = s.scalars(select(Run).where(Run.flow_run_id == flow_run_id)).all()
+        holders = s.scalars(select(Profile.lease_holder).where(Profile.name.in_(names))).all()
+    assert {r.status for r in rows} <= {"ok", "cancelled"}
+    assert all(h is None for h in holders)
+    assert set(asyncio.run(_task_states(flow_run_id)).values()) <= {"COMPLETED", "CANCELLED"}
+    time.sleep(10)
+    assert asyncio.run(_resume_runs(flow_run_id)) == []
+
+
+def test_run_cancel_of_a_run_whose_process_is_gone(site: SiteServer, tmp_path: Path) -> None:
+    """Nobody is left to end it: the cancel itself sets Cancelled and closes what it left."""
+    from datetime import timedelta
+
+    from fleetwright.fleet.stop import acancel_run
+
+    names = _profiles("gone", 4, "gone")
+    run = Local(
+        ["slow-visit", "--tag", "gone", "-p", f"base_url={site.url}", "-c", "2"],
+        tmp_path / "gone.log",
+    )
+    try:
+        flow_run_id = str(asyncio.run(_flow_run_for("gone", 60)).id)
+        deadline = time.monotonic() + 90
+        while _ok_rows(flow_run_id, names) < 1:
+            assert time.monotonic() < deadline, run.output()[-3000:]
+            time.sleep(0.2)
+        run.note_children()
+        os.kill(run.proc.pid, signal.SIGKILL)
+        run.proc.wait(timeout=30)
+    finally:
+        run.cleanup()
+    with session_scope() as s:  # the dead process left sessions open
+        assert s.scalars(
+            select(Run).where(Run.flow_run_id == flow_run_id, Run.status == "running")
+        ).all()
+    ended = asyncio.run(acancel_run(flow_run_id, wait=timedelta(seconds=3)))
+    assert ended.state is not None and ended.state.type.value == "CANCELLED"
+    with session_scope() as s:
+        rows = s.scalars(select(Run).where(Run.flow_run_id == flow_run_id)).all()
+        holders = s.scalars(select(Profile.lease_holder).where(Profile.name.in_(names))).all()
+    assert {r.status for r in rows} <= {"ok", "cancelled"} and "cancelled" in {
+        r.status for r in rows
+    }
+    assert all(h is None for h in holders)
+    assert set(asyncio.run(_task_states(flow_run_id)).values()) <= {"COMPLETED", "CANCELLED"}
+
+
+def test_run_cancel_bad_input_is_one_line(prefect_api: str, home: Path) -> None:
+    for args, needle in (
+        (["run", "cancel"], "give the id"),
+        (["run", "cancel", "not-a-run"], "is not a flow run id"),
+        (["run", "cancel", str(uuid.uuid4())], "no flow run"),
+    ):
+        done = subprocess.run(
+            [CLI, *args], cwd=PROJECT_DIR, env=dict(os.environ), capture_output=True, text=True,
+            timeout=60,
+        )  # fmt: skip
+        assert done.returncode == 2, done.stderr
+        assert needle in done.stderr and "Traceback" not in done.stderr
