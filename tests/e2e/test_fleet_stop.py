@@ -301,9 +301,9 @@ def test_busy_profile_fails_in_one_line_with_its_attempts(site: SiteServer, tmp_
 
 
 def test_run_cancel_stops_a_local_run_for_good(site: SiteServer, tmp_path: Path) -> None:
-    names = _profiles("cancel", 6, "cancel")
+    names = _profiles("cancel", 12, "cancel")  # ~20 s of sessions, one at a time
     run = Local(
-        ["slow-visit", "--tag", "cancel", "-p", f"base_url={site.url}", "-c", "2"],
+        ["slow-visit", "--tag", "cancel", "-p", f"base_url={site.url}", "-c", "1"],
         tmp_path / "cancel.log",
     )
     try:
