@@ -117,7 +117,10 @@ async def run_profile_session(
     `fleet_run_id` keys the run rows when the task runs outside a flow (warm workers);
     inside a flow the flow run's id is used. `fleet_key` (the first run of a resumed chain)
     keeps the session's idempotency key the same across resumes. The last failed attempt
-    emits `fleetwright.session.failed`.
+    emits `fleetwright.session.failed`; when it failed with a Fleetwright error (an expected
+    failure: a busy profile, a failed step) the task run ends Failed with one log line and no
+    traceback, and returns that state: call the task with `return_state=True` and
+    `await state.aresult()`, which raises the error.
     """
     logger = get_run_logger()
     flow_run_id, task_run_id, attempt = _ids()
