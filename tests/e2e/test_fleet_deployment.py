@@ -220,9 +220,7 @@ def test_run_cancel_of_a_deployment_run(stack: Stack) -> None:
             break
         assert time.monotonic() < deadline, "the fleet run did not get going"
         time.sleep(0.2)
-    with pytest.raises(SystemExit) as exited:
-        main(["run", "cancel", fleet.id])
-    assert exited.value.code == 0
+    main(["run", "cancel", fleet.id])  # returns once the run has ended
     assert asyncio.run(_wait_state(fleet.id, {"CANCELLED", "CRASHED", "COMPLETED"}, 60)) == (
         "CANCELLED"
     )
