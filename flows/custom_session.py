@@ -20,7 +20,7 @@ from prefect import flow, get_run_logger
 
 from fleetwright.commands import parse_command
 from fleetwright.sessions import SessionEngine
-from tasks.sessions import (
+from fleetwright.tasks.sessions import (
     apply_proxy,
     begin_session,
     launch_profile,

@@ -27,7 +27,7 @@ from fleetwright.errors import FleetwrightError
 from fleetwright.registry.events import emit
 from fleetwright.sessions import SessionEngine, SessionHandle, SessionRequest
 from fleetwright.sessions.engine import TraceMode
-from tasks.retries import retry_if_retryable
+from fleetwright.tasks.retries import retry_if_retryable
 
 __all__ = [
     "apply_proxy",

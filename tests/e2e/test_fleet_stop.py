@@ -47,8 +47,8 @@ def site(prefect_api: str, home: Path, tmp_path: Path) -> Iterator[SiteServer]:
     """The slow-visit command, the run-command deployments (their Crashed trigger) and the
     heartbeat automation on the test server, and the demo site. No worker: a resume run is
     created, not run."""
-    from deployments.automations import ensure_heartbeat_automation
     from fleetwright.commands import load_commands
+    from fleetwright.deployments.automations import ensure_heartbeat_automation
     from fleetwright.embedded.stack import deploy_project
 
     commands = tmp_path / "commands"

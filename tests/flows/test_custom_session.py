@@ -66,7 +66,7 @@ def _lease_holder(name: str) -> str | None:
 
 
 def test_custom_flow_without_proxy(site, home: Path) -> None:
-    from flows.custom_session import sign_in_and_check
+    from fleetwright.flows.custom_session import sign_in_and_check
 
     name = _profile("custom-direct")
     outputs = asyncio.run(sign_in_and_check(name, site.url))
@@ -81,7 +81,7 @@ def test_custom_flow_without_proxy(site, home: Path) -> None:
 def test_custom_flow_pool_profile_goes_through_the_pool_proxy(
     site, home: Path, tinyproxy: TinyProxy
 ) -> None:
-    from flows.custom_session import sign_in_and_check
+    from fleetwright.flows.custom_session import sign_in_and_check
 
     _add_proxy(tinyproxy.spec("custom-tiny", pool="custom-pool"))
     with session_scope() as s:  # earlier failures the next good session clears
@@ -101,9 +101,9 @@ def test_custom_flow_pool_profile_goes_through_the_pool_proxy(
 
 
 def test_custom_flow_socks5_relay_is_released(site, home: Path, microsocks: MicroSocks) -> None:
+    from fleetwright.flows.custom_session import SIGN_IN
     from fleetwright.sessions import SessionEngine
-    from flows.custom_session import SIGN_IN
-    from tasks.sessions import (
+    from fleetwright.tasks.sessions import (
         apply_proxy,
         begin_session,
         launch_profile,
@@ -147,7 +147,7 @@ def test_custom_flow_socks5_relay_is_released(site, home: Path, microsocks: Micr
 
 
 def test_custom_flow_failure_is_recorded_and_the_lease_released(site, home: Path) -> None:
-    from flows.custom_session import sign_in_and_check
+    from fleetwright.flows.custom_session import sign_in_and_check
 
     name = _profile("custom-fails")
     nowhere = f"http://127.0.0.1:{free_port()}"  # nothing listens: the goto step fails
@@ -162,9 +162,9 @@ def test_custom_flow_failure_is_recorded_and_the_lease_released(site, home: Path
 
 def test_custom_flow_own_check_failing_is_recorded(site, home: Path) -> None:
     """A failure in the flow's own code (not a step) is recorded the same way."""
+    from fleetwright.flows.custom_session import SIGN_IN
     from fleetwright.sessions import SessionEngine
-    from flows.custom_session import SIGN_IN
-    from tasks.sessions import begin_session, record_run, run_command_steps, use_engine
+    from fleetwright.tasks.sessions import begin_session, record_run, run_command_steps, use_engine
 
     name = _profile("custom-own-check")
 

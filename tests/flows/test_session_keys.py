@@ -74,7 +74,7 @@ def order_site() -> Iterator[OrderSite]:
 def test_idempotency_key_is_stable_across_retry_and_resume(
     order_site: OrderSite, make_profiles, home: Path, tmp_path: Path
 ) -> None:
-    from flows.run_command import run_command
+    from fleetwright.flows.run_command import run_command
 
     (tmp_path / "keyed-order.yaml").write_text(COMMAND)
     load_commands([tmp_path])
