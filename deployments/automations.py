@@ -1,10 +1,14 @@
 """Automations Fleetwright needs that prefect.yaml cannot hold (its triggers only run
-deployments): flow runs whose worker vanished are marked Crashed when their heartbeats stop,
-so the `run-command-resume` trigger resumes them.
+deployments): run-command flow runs whose process died without a word (SIGKILL, OOM, a lost
+machine; on a worker or in a user's `fleetwright run --local`) are marked Crashed when their
+heartbeats stop, so the `run-command-resume` trigger resumes them.
 
-Heartbeats come from the flow-run process when the worker runs with
-PREFECT_RUNNER_HEARTBEAT_FREQUENCY=30 (seconds; Prefect's minimum). `fleetwright up` (or
-`python -m deployments.automations`) creates the automation once; rerunning it is a no-op.
+Heartbeats come from the flow-run process every PREFECT_FLOWS_HEARTBEAT_FREQUENCY seconds;
+Fleetwright's CLI and `fleetwright up`'s worker set it to 30 (Prefect's minimum; Prefect's
+default is 180, which this automation would take for a dead run). The automation is armed by
+the run's Pending and Running states as well as by each heartbeat, so a run killed before its
+first heartbeat reached the server is caught too. `fleetwright up` (or
+`python -m deployments.automations`) creates it, or brings an older version up to date.
 """
 
 from __future__ import annotations
@@ -27,9 +31,6 @@ async def ensure_heartbeat_automation(*, missed: int = 3) -> UUID:
     from prefect.events.schemas.automations import AutomationCore, EventTrigger, Posture
 
     async with get_client() as client:
-        existing = await client.read_automations_by_name(HEARTBEAT_AUTOMATION)
-        if existing:
-            return existing[0].id
         automation = AutomationCore(
             name=HEARTBEAT_AUTOMATION,
             description="A fleet run's process or worker died without reporting; mark it "
@@ -40,8 +41,13 @@ async def ensure_heartbeat_automation(*, missed: int = 3) -> UUID:
                     "prefect.resource.role": "flow",
                     "prefect.resource.name": "run-command",
                 },
-                after={"prefect.flow-run.heartbeat"},
+                after={
+                    "prefect.flow-run.Pending",
+                    "prefect.flow-run.Running",
+                    "prefect.flow-run.heartbeat",
+                },
                 expect={
+                    "prefect.flow-run.Running",
                     "prefect.flow-run.heartbeat",
                     "prefect.flow-run.Completed",
                     "prefect.flow-run.Failed",
@@ -57,10 +63,16 @@ async def ensure_heartbeat_automation(*, missed: int = 3) -> UUID:
                 ChangeFlowRunState(
                     state=StateType.CRASHED,
                     message=f"No heartbeat for {missed} × "
-                    f"{HEARTBEAT_FREQUENCY.total_seconds():g}s: the worker is gone.",
+                    f"{HEARTBEAT_FREQUENCY.total_seconds():g}s: the process running it is gone.",
                 )
             ],
         )
+        existing = await client.read_automations_by_name(HEARTBEAT_AUTOMATION)
+        if existing:
+            current = existing[0]
+            if current.trigger != automation.trigger or current.actions != automation.actions:
+                await client.update_automation(current.id, automation)
+            return current.id
         return await client.create_automation(automation)
 
 

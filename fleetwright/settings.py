@@ -144,6 +144,9 @@ def prefect_client_env(settings: Settings | None = None) -> dict[str, str]:
         "PREFECT_SERVER_ALLOW_EPHEMERAL_MODE": "false",
         # Warm workers read task parameters from result storage: share the worker's folder.
         "PREFECT_RESULTS_LOCAL_STORAGE_PATH": str(settings.prefect_home / "storage"),
+        # Flow runs heartbeat as often as the heartbeat automation expects
+        # (deployments/automations.py), or it would take a live run for dead.
+        "PREFECT_FLOWS_HEARTBEAT_FREQUENCY": "30",
     }
     out.update({k: v for k, v in defaults.items() if not env.get(k)})
     return {k: v for k, v in out.items() if env.get(k) != v}

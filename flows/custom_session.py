@@ -1,8 +1,11 @@
-"""An example of composing Fleetwright's tasks in your own flow.
+"""An example of composing Fleetwright's session tasks in your own flow.
 
 It signs one profile in to a site, reads the page title, saves the profile's state and records
-the run — the same steps run-command does, arranged by hand so you can put your own logic
-between them (here: a plain Python check on what the page shows).
+the run — the same engine steps run-command takes, arranged by hand so you can put your own
+logic between them (here: a plain Python check on what the page shows). Because the tasks are
+the engine's own steps, the profile gets what run-command gives it: its lease, its proxy (or
+one chosen from its pool; a SOCKS5 relay when needed, released afterwards), the proxy's health
+reported, and a run row that says how the session went, failures included.
 
     python -m flows.custom_session demo-alice http://127.0.0.1:8765
 """
@@ -15,23 +18,19 @@ from typing import Any
 
 from prefect import flow, get_run_logger
 
-from fleetwright.browser import LaunchSpec
-from fleetwright.commands import CommandContext, parse_command
-from fleetwright.registry import get_profile
-from fleetwright.sessions import lease
-from fleetwright.sessions.engine import profile_scope
-from fleetwright.settings import get_settings
-from fleetwright.specs import ProfileSpec
+from fleetwright.commands import parse_command
+from fleetwright.sessions import SessionEngine
 from fleetwright.tasks.sessions import (
     apply_proxy,
-    current_engine,
+    begin_session,
     launch_profile,
     record_run,
     run_command_steps,
     save_profile_state,
+    use_engine,
 )
 
-__all__ = ["sign_in_and_check"]
+__all__ = ["SIGN_IN", "sign_in_and_check"]
 
 SIGN_IN = parse_command(
     {
@@ -44,6 +43,8 @@ SIGN_IN = parse_command(
             {"fill": {"selector": "#password", "value": "demo"}},
             {"click": "#submit"},
             {"extract": {"id": "who", "selector": "#who", "kind": "text"}},
+            # the address the site saw: the proxy's exit address when the profile has one
+            {"extract": {"id": "client", "selector": "#client", "kind": "text"}},
         ],
     }
 )
@@ -53,41 +54,26 @@ SIGN_IN = parse_command(
 async def sign_in_and_check(profile: str, base_url: str) -> dict[str, Any]:
     """Sign `profile` in at `base_url` and check the page greets it by name."""
     logger = get_run_logger()
-    record = get_profile(profile)
-    spec = ProfileSpec.model_validate(
-        {k: record[k] for k in ProfileSpec.model_fields if k in record}
-    )
-    settings = get_settings()
-    async with lease.lease(
-        record["id"], profile, f"custom:{profile}", ttl=settings.lease_ttl, wait=settings.lease_wait
-    ):
-        proxy = await apply_proxy(record["proxy"])
-        session = await launch_profile(
-            LaunchSpec(
-                profile_name=profile,
-                fingerprint=spec.fingerprint,
-                state_mode=spec.state_mode,
-                proxy=proxy,
-            )
-        )
-        failed = True
+    engine = SessionEngine()
+    use_engine(engine)
+    try:
+        session = await begin_session(profile, SIGN_IN, {"base_url": base_url})
         try:
-            ctx = CommandContext(
-                artifacts_dir=settings.artifacts_dir / f"custom-{profile}",
-                profile=profile_scope(spec),
-                params={"base_url": base_url},
-            )
-            result = await run_command_steps(session, SIGN_IN, ctx)
+            await apply_proxy(session)
+            await launch_profile(session)
+            result = await run_command_steps(session)
             greeting = result.outputs["who"]["text"]
-            if profile not in greeting:
+            if profile not in greeting:  # your own logic between the steps
                 raise AssertionError(f"the page greets {greeting!r}, not {profile!r}")
-            failed = False
-        finally:
-            await save_profile_state(session, failed=failed)
-            await current_engine().close()
-    logger.info("%s: %s", profile, greeting)
-    record_run(profile, SIGN_IN, status="ok", outputs=result.outputs)
-    return result.outputs
+            await save_profile_state(session)
+        except BaseException as exc:
+            await record_run(session, exc)
+            raise
+        record = await record_run(session)
+    finally:
+        await engine.close()
+    logger.info("%s: %s (run %s)", profile, greeting, record["run_id"])
+    return dict(record["outputs"])
 
 
 if __name__ == "__main__":

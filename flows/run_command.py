@@ -21,12 +21,13 @@ from prefect.artifacts import (
 )
 from prefect.client.schemas.objects import State
 from prefect.context import get_run_context
-from prefect.states import Completed, Failed
+from prefect.states import Cancelled, Completed, Failed
 from prefect.utilities.annotations import quote
 
 from fleetwright.commands import CommandSpec, get_command, validate_params
 from fleetwright.errors import FleetwrightError, ValidationError
 from fleetwright.fleet.resume import fleet_chain, mark_interrupted
+from fleetwright.fleet.stop import CANCELLED, StopWatch, close_task_runs, stop_requested
 from fleetwright.registry.events import emit
 from fleetwright.sessions import SessionEngine
 from fleetwright.sessions.engine import TraceMode
@@ -37,6 +38,9 @@ __all__ = ["run_command"]
 
 _INHERITED = ("profiles", "tags", "all_active", "params", "version", "concurrency", "trace",
               "session_timeout_s")  # fmt: skip
+
+
+_ROW_FIELDS = ("profile", "status", "run_id", "attempts", "duration_ms", "error_type", "error")
 
 
 @flow(name="run-command", flow_run_name="{command}")
@@ -56,9 +60,14 @@ async def run_command(
     """Run `command` on the selected profiles (names and/or tags, or every active one).
 
     With `resume_from` (set by the Crashed trigger in prefect.yaml) the run takes the crashed
-    run's selection and parameters and skips the sessions that already succeeded there.
+    run's selection and parameters and skips the sessions that already succeeded there; the
+    crashed run's leftover task runs are marked Crashed. Ctrl-C in the process running the
+    flow, or its flow run set to Cancelling, stops the sessions and ends the run Cancelled
+    (never resumed).
     """
     logger = get_run_logger()
+    if stop_requested():  # Ctrl-C before the flow started: nothing ran
+        return Cancelled(message=f"stopped before any session started: {stop_requested()}")
     earlier: list[str] = []
     if resume_from:
         chain = await fleet_chain(resume_from, max_depth=max_resumes)
@@ -76,13 +85,21 @@ async def run_command(
         trace = inherited.get("trace", trace)
         session_timeout_s = inherited.get("session_timeout_s", session_timeout_s)
         stale = mark_interrupted(earlier)
-        logger.info("resuming fleet run %s (%d interrupted sessions)", earlier[0], stale)
+        leftover = await close_task_runs(
+            earlier, "CRASHED", "the process running this task died; the fleet run was resumed"
+        )
+        logger.info(
+            "resuming fleet run %s (%d interrupted sessions, %d task runs marked crashed)",
+            earlier[0], stale, leftover,
+        )  # fmt: skip
 
     spec = get_command(command, version=version)
     values = validate_params(spec, params or {})
     names = resolve_selection(names=profiles or [], tags=tags or [], all_active=all_active)
     flow_run = get_run_context().flow_run  # type: ignore[union-attr]
     fleet_id = str(flow_run.id) if flow_run else ""
+    # the sessions' idempotency keys come from the first run of a resumed chain
+    fleet_key = earlier[-1] if earlier else fleet_id or None
     done: set[str] = set()
     for run_id in [fleet_id, *earlier] if fleet_id else earlier:
         done |= finished_profiles(run_id, spec.name, spec.version)
@@ -109,9 +126,13 @@ async def run_command(
             try:
                 # quote: Prefect would otherwise walk the whole command (every step) per task
                 # run, twice, looking for futures; it unwraps the value before the task runs
-                results[name] = await run_profile_session(
-                    name, cast(CommandSpec, quote(spec)), values, trace=trace, timeout=timeout
-                )
+                # the final state: an expected failure ends the task run Failed without
+                # raising there; its result raises it here
+                state: State[dict[str, Any]] = await run_profile_session(  # type: ignore[misc]
+                    name, cast(CommandSpec, quote(spec)), values, trace=trace, timeout=timeout,
+                    fleet_key=fleet_key, return_state=True,
+                )  # fmt: skip
+                results[name] = await state.aresult()
             except FleetwrightError as exc:
                 results[name] = _failure(name, exc.message, exc)
             except Exception as exc:  # one session never stops the fleet
@@ -122,16 +143,42 @@ async def run_command(
 
     engine = SessionEngine()
     use_engine(engine)
+    stopped: str | None = None
     try:
-        if todo:
-            await engine.pool.start()
-        await asyncio.gather(*(one(n) for n in todo))
+        async with StopWatch(fleet_id or None) as watch:
+            if todo:
+                await engine.pool.start()
+            sessions: asyncio.Future[Any] = asyncio.ensure_future(
+                asyncio.gather(*(one(n) for n in todo))
+            )
+            stopping: asyncio.Future[Any] = asyncio.ensure_future(watch.event.wait())
+            try:
+                await asyncio.wait([sessions, stopping], return_when=asyncio.FIRST_COMPLETED)
+            except asyncio.CancelledError:
+                if watch.reason is None:
+                    raise  # not asked to stop: Prefect records a crash
+                asyncio.current_task().uncancel()  # type: ignore[union-attr]
+            stopping.cancel()
+            stopped = watch.reason
+            if stopped is not None and not sessions.done():
+                logger.warning("stopping: %s", stopped)
+                sessions.cancel()  # each session records its run row and gives its lease back
+                await asyncio.gather(sessions, return_exceptions=True)
+            elif stopped is None:
+                await sessions
     finally:
         await engine.close()
+    if stopped is not None:
+        for name in names:
+            results.setdefault(name, {"profile": name, "status": CANCELLED, "error": stopped})
+        if fleet_id:
+            await close_task_runs(
+                [fleet_id], "CANCELLED", f"the fleet run was stopped: {stopped}", also=("CRASHED",)
+            )
 
     counts = Counter(r["status"] for r in results.values())
     rows = [
-        {k: r.get(k) for k in ("profile", "status", "run_id", "duration_ms", "error_type", "error")}
+        {k: r.get(k) for k in _ROW_FIELDS}
         for r in sorted(results.values(), key=lambda r: r["profile"])
     ]
     await acreate_table_artifact(
@@ -147,6 +194,8 @@ async def run_command(
         "sessions": rows,
     }
     message = f"{summary['ok']} ok, {summary['failed']} failed, {summary['skipped']} skipped"
+    if stopped is not None:
+        message = f"cancelled ({stopped}): {message}, {counts.get(CANCELLED, 0)} not finished"
     logger.info(message)
     await emit(
         "fleetwright.run.finished",
@@ -154,6 +203,8 @@ async def run_command(
         {k: summary[k] for k in ("command", "version", "ok", "failed", "skipped", "resumed_from")},
         kind="run",
     )
+    if stopped is not None:
+        return Cancelled(message=message, data=summary)
     if summary["failed"]:
         return Failed(message=message, data=summary)
     return Completed(message=message, data=summary)
@@ -165,6 +216,7 @@ def _failure(name: str, message: str, exc: BaseException) -> dict[str, Any]:
         "profile": name,
         "status": "failed",
         "run_id": getattr(result, "run_id", None),
+        "attempts": getattr(result, "attempts", None),
         "duration_ms": getattr(result, "duration_ms", None),
         "error": message,
         "error_type": type(exc).__name__,

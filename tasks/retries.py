@@ -14,10 +14,9 @@ __all__ = ["retry_if_retryable"]
 
 def retry_if_retryable(task: Task[..., Any], task_run: TaskRun, state: State[Any]) -> bool:
     """Retry navigation timeouts, proxy failures, 5xx, browser crashes; not bad input."""
-    if isinstance(state.data, BaseException):
-        return is_retryable(state.data)
-    try:
-        state.result()
-    except Exception as exc:
-        return is_retryable(exc)
+    data = state.data
+    if not isinstance(data, BaseException):  # a result record holds the exception
+        data = getattr(data, "result", None)
+    if isinstance(data, BaseException):
+        return is_retryable(data)
     return False

@@ -2,34 +2,36 @@
 
 `run_profile_session` is the fleet's unit of work (one task run per profile session, retried
 only on retryable errors with exponential back-off and jitter). The finer tasks —
-`launch_profile`, `apply_proxy`, `run_command_steps`, `save_profile_state`, `record_run` — let
-users compose their own flows (see flows/custom_session.py).
+`begin_session`, `apply_proxy`, `launch_profile`, `run_command_steps`, `save_profile_state`,
+`record_run` — are the same engine steps one by one (SessionEngine.begin … finish), so a flow
+composed from them gets run-command's proxy choice, relay release, proxy health, failure
+records and lease release (see flows/custom_session.py).
 """
 
 from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
-from typing import Any
+from typing import Any, cast
 
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.context import get_run_context
+from prefect.results import get_result_store, should_persist_result
+from prefect.states import exception_to_failed_state
 from prefect.tasks import exponential_backoff
 
-from fleetwright.browser import BrowserPool, BrowserSession, LaunchSpec, ProxyConfig
-from fleetwright.catalogue.db import session_scope
-from fleetwright.catalogue.models import Run, utcnow
-from fleetwright.commands import CommandContext, CommandResult, CommandSpec, run_steps
+from fleetwright.browser import BrowserSession, ProxyConfig
+from fleetwright.commands import CommandResult, CommandSpec
 from fleetwright.errors import FleetwrightError
 from fleetwright.registry.events import emit
-from fleetwright.registry.proxies import proxy_spec
-from fleetwright.sessions import SessionEngine, SessionRequest
+from fleetwright.sessions import SessionEngine, SessionHandle, SessionRequest
 from fleetwright.sessions.engine import TraceMode
 from fleetwright.tasks.retries import retry_if_retryable
 
 __all__ = [
     "apply_proxy",
+    "begin_session",
     "current_engine",
     "launch_profile",
     "record_run",
@@ -108,98 +110,102 @@ async def run_profile_session(
     trace: TraceMode | None = None,
     timeout: timedelta | None = None,
     fleet_run_id: str | None = None,
+    fleet_key: str | None = None,
 ) -> dict[str, Any]:
     """Run `command` on `profile`: lease, proxy, browser, steps, state, run record.
 
     `fleet_run_id` keys the run rows when the task runs outside a flow (warm workers);
-    inside a flow the flow run's id is used. The last failed attempt emits
-    `fleetwright.session.failed`.
+    inside a flow the flow run's id is used. `fleet_key` (the first run of a resumed chain)
+    keeps the session's idempotency key the same across resumes. The last failed attempt
+    emits `fleetwright.session.failed`; when it failed with a Fleetwright error (an expected
+    failure: a busy profile, a failed step) the task run ends Failed with one log line and no
+    traceback, and returns that state: call the task with `return_state=True` and
+    `await state.aresult()`, which raises the error.
     """
     logger = get_run_logger()
     flow_run_id, task_run_id, attempt = _ids()
     request = SessionRequest(
         profile=profile, command=command, params=params or {},
         flow_run_id=flow_run_id or fleet_run_id, task_run_id=task_run_id, attempt=attempt,
-        trace=trace, timeout=timeout,
+        trace=trace, timeout=timeout, fleet_id=fleet_key,
     )  # fmt: skip
     try:
         result = await current_engine().run(request)
     except FleetwrightError as exc:
         kind = "retryable" if exc.retryable else "not retryable"
         logger.error("session on %s failed (%s): %s", profile, kind, exc.message)
-        if _is_last_attempt(exc, attempt):
-            await _emit_failed(request, exc)
-        raise
+        if not _is_last_attempt(exc, attempt):
+            raise  # Prefect retries it
+        await _emit_failed(request, exc)
+        # an expected failure: the task run fails with it (the caller still gets it raised)
+        # without Prefect logging a traceback for it; Prefect takes a returned state as the
+        # task run's own
+        failed = await exception_to_failed_state(
+            exc,
+            message=f"session on {profile} failed after {attempt} attempt(s): {exc.message}",
+            result_store=get_result_store(),
+            write_result=should_persist_result(),
+        )
+        return cast("dict[str, Any]", failed)
     logger.info("session on %s ok in %.0f ms (run %s)", profile, result.duration_ms, result.run_id)
     return result.as_dict()
 
 
-# --- finer tasks for composing your own flows --------------------------------------------
+# --- finer tasks for composing your own flows: one engine step each ----------------------
 
 
-@task(name="apply-proxy", cache_policy=NO_CACHE)
-async def apply_proxy(proxy_name: str | None) -> ProxyConfig | None:
-    """The browser-side proxy settings of a catalogue proxy (password from its block)."""
-    if not proxy_name:
-        return None
-    spec = await proxy_spec(proxy_name)
-    from fleetwright.proxies.browser import browser_proxy
-
-    return ProxyConfig.build(**await browser_proxy(spec, registry=current_engine().relays))
-
-
-@task(name="launch-profile", cache_policy=NO_CACHE)
-async def launch_profile(spec: LaunchSpec, pool: BrowserPool | None = None) -> BrowserSession:
-    """Open a session for `spec` in the worker's pool. Close it with save_profile_state()."""
-    pool = pool or current_engine().pool
-    cm = pool.session(spec)
-    session = await cm.__aenter__()
-    session._fw_cm = cm  # type: ignore[attr-defined]
-    return session
-
-
-@task(name="run-steps", cache_policy=NO_CACHE)
-async def run_command_steps(
-    session: BrowserSession, command: CommandSpec, ctx: CommandContext
-) -> CommandResult:
-    """Run a command's steps on an open session's page."""
-    return await run_steps(session.page, command, ctx)
-
-
-@task(name="save-profile-state", cache_policy=NO_CACHE)
-async def save_profile_state(session: BrowserSession, *, failed: bool = False) -> int | None:
-    """Save the session's state as a new version (unless it failed), then close it."""
-    cm = getattr(session, "_fw_cm", None)
-    version = None if failed else await session.save_state()
-    if cm is not None:
-        await cm.__aexit__(None, None, None)
-    return version
-
-
-@task(name="record-run", cache_policy=NO_CACHE)
-def record_run(
+@task(name="begin-session", task_run_name="{profile}", cache_policy=NO_CACHE,
+      persist_result=False)  # fmt: skip
+async def begin_session(
     profile: str,
     command: CommandSpec,
+    params: dict[str, Any] | None = None,
     *,
-    status: str,
-    outputs: dict[str, Any] | None = None,
-    error: str | None = None,
-    artifacts: dict[str, str] | None = None,
-) -> int:
-    """Write a run row to the catalogue (run_profile_session does this itself)."""
-    flow_run_id, task_run_id, _ = _ids()
-    from sqlalchemy import select
+    trace: TraceMode | None = None,
+    timeout: timedelta | None = None,
+) -> SessionHandle:
+    """Take `profile`'s lease, choose its proxy (its own, or one from its pool) and add the
+    run row. End the session with record_run(), whatever happens in between."""
+    flow_run_id, task_run_id, attempt = _ids()
+    request = SessionRequest(
+        profile=profile, command=command, params=params or {}, flow_run_id=flow_run_id,
+        task_run_id=task_run_id, attempt=attempt, trace=trace, timeout=timeout,
+    )  # fmt: skip
+    return await current_engine().begin(request)
 
-    from fleetwright.catalogue.models import Profile
 
-    with session_scope() as s:
-        profile_id = s.scalar(select(Profile.id).where(Profile.name == profile))
-        run = Run(
-            profile_id=profile_id, profile_name=profile, command_name=command.name,
-            command_version=command.version, flow_run_id=flow_run_id, task_run_id=task_run_id,
-            status=status, outputs=outputs or {}, error=error, artifacts=artifacts or {},
-            ended_at=utcnow(),
-        )  # fmt: skip
-        s.add(run)
-        s.flush()
-        return run.id
+@task(name="apply-proxy", cache_policy=NO_CACHE, persist_result=False)
+async def apply_proxy(session: SessionHandle) -> ProxyConfig | None:
+    """The browser-side settings of the session's chosen proxy (a SOCKS5 relay when needed);
+    None when the profile has no proxy."""
+    return await current_engine().apply_proxy(session)
+
+
+@task(name="launch-profile", cache_policy=NO_CACHE, persist_result=False)
+async def launch_profile(session: SessionHandle) -> BrowserSession:
+    """Open the profile's browser session behind its proxy (applied here if not yet)."""
+    return await current_engine().launch(session)
+
+
+@task(name="run-steps", cache_policy=NO_CACHE, persist_result=False)
+async def run_command_steps(
+    session: SessionHandle, command: CommandSpec | None = None
+) -> CommandResult:
+    """Run the session's command (or `command`) on its page; outputs go on the run row."""
+    return await current_engine().run_steps(session, command)
+
+
+@task(name="save-profile-state", cache_policy=NO_CACHE, persist_result=False)
+async def save_profile_state(session: SessionHandle) -> int | None:
+    """Save the profile's state as a new version; the version number."""
+    return await current_engine().save_state(session)
+
+
+@task(name="record-run", cache_policy=NO_CACHE, persist_result=False)
+async def record_run(session: SessionHandle, error: BaseException | None = None) -> dict[str, Any]:
+    """Close the browser, release the proxy and its relay, report the proxy's health, record
+    the run row (failed with `error` when given) and give the lease back."""
+    result = await current_engine().finish(session, error)
+    if result.status == "failed":
+        get_run_logger().error("session on %s failed: %s", session.profile, result.error)
+    return result.as_dict()

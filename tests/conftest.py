@@ -38,6 +38,9 @@ os.environ["PREFECT_HOME"] = str(_SESSION_HOME / "prefect-client")
 os.environ["PREFECT_PROFILES_PATH"] = str(_SESSION_HOME / "prefect-client" / "profiles.toml")
 os.environ["PREFECT_API_URL"] = f"http://127.0.0.1:{_PREFECT_PORT}/api"
 os.environ["PREFECT_LOGGING_TO_API_BATCH_INTERVAL"] = "0.5"
+# Flow runs heartbeat as often as Fleetwright's heartbeat automation expects (the CLI sets the
+# same), so a test that creates the automation never has a live run taken for a dead one.
+os.environ["PREFECT_FLOWS_HEARTBEAT_FREQUENCY"] = "30"
 # One result store for the test process and the workers it starts (task parameters of warm
 # sessions travel through it).
 os.environ["PREFECT_RESULTS_LOCAL_STORAGE_PATH"] = str(_SESSION_HOME / "prefect-storage")

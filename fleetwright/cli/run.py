@@ -1,5 +1,6 @@
 """`fleetwright run COMMAND [PROFILES...]`: a fleet run through the run-command deployment
-(default), on warm workers (--now) or in this process (--local), with a live progress bar."""
+(default), on warm workers (--now) or in this process (--local), with a live progress bar.
+`fleetwright run cancel RUN_ID...` cancels fleet runs for good (they are not resumed)."""
 
 from __future__ import annotations
 
@@ -49,8 +50,13 @@ def run(
     ),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
-    """Run COMMAND on profiles (names, --tag, or --all). Exit 0 all ok, 1 some failed."""
+    """Run COMMAND on profiles (names, --tag, or --all). Exit 0 all ok, 1 some failed.
+
+    `run cancel RUN_ID...` cancels fleet runs (Cancelled runs are never resumed)."""
     from fleetwright.errors import ValidationError
+
+    if command == "cancel":
+        raise typer.Exit(asyncio.run(_cancel(profiles or [], as_json=as_json)))
 
     if now and local:
         raise ValidationError("--now and --local exclude each other; pick one")
@@ -125,14 +131,52 @@ async def _run_warm(
     return render_summary(fleet, as_json=as_json)
 
 
+async def _cancel(run_ids: list[str], *, as_json: bool) -> int:
+    from fleetwright.errors import ValidationError
+    from fleetwright.fleet.stop import acancel_run
+
+    if not run_ids:
+        raise ValidationError("give the id of the fleet run to cancel: fleetwright run cancel ID")
+    ended = {}
+    for run_id in run_ids:
+        flow_run = await acancel_run(run_id)
+        ended[run_id] = flow_run.state.name if flow_run.state else "unknown"
+        if not as_json:
+            console.print(f"fleet run {run_id}: {ended[run_id]}", highlight=False)
+    if as_json:
+        print_json(ended)
+    return 0
+
+
 def _run_local(
     plan: FleetPlan, *, concurrency: int, as_json: bool, trace: str | None = None
 ) -> int:
+    """The flow in this process; Ctrl-C stops it for good (Cancelled, not resumed)."""
+    import signal
+
     from fleetwright.api import arun_plan
+    from fleetwright.fleet.stop import request_stop, stop_requested
 
     mode = cast("TraceMode | None", trace)  # checked against TraceMode by run()
-    fleet = asyncio.run(arun_plan(plan, concurrency=concurrency, via="local", trace=mode))
-    return render_summary(fleet, as_json=as_json)
+
+    def interrupted() -> None:
+        if request_stop("stopped with Ctrl-C"):
+            err_console.print(
+                "stopping: the sessions in flight stop and are recorded; the run ends "
+                "Cancelled and is not resumed"
+            )
+
+    async def local() -> FleetRun:
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGINT, interrupted)
+        try:
+            return await arun_plan(plan, concurrency=concurrency, via="local", trace=mode)
+        finally:
+            loop.remove_signal_handler(signal.SIGINT)
+
+    fleet = asyncio.run(local())
+    code = render_summary(fleet, as_json=as_json)
+    return 130 if stop_requested() else code
 
 
 async def _read(flow_run_id: str) -> FleetRun:

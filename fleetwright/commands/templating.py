@@ -36,7 +36,16 @@ PROFILE_FIELDS: frozenset[str] = frozenset(
     {"id", *ProfileSpec.model_fields, *Fingerprint.model_fields}
 )
 RUN_FIELDS: frozenset[str] = frozenset(
-    {"id", "flow_run_id", "task_run_id", "attempt", "started_at", "command", "version"}
+    {
+        "id",
+        "flow_run_id",
+        "task_run_id",
+        "attempt",
+        "started_at",
+        "command",
+        "version",
+        "idempotency_key",
+    }
 )
 NON_TEMPLATED: frozenset[str] = frozenset({"action", "id", "name", "timeout", "optional"})
 

@@ -3,7 +3,8 @@
 A rerun started by the `prefect.flow-run.Crashed` trigger gets `resume_from=<crashed run id>`.
 It follows that chain back (a resumed run can crash too), takes the original run's selection
 and parameters, skips every profile whose session already succeeded in any run of the chain,
-and marks the sessions the dead process left `running` as `interrupted`.
+marks the sessions the dead process left `running` as `interrupted` (giving back their leases)
+and its leftover task runs as Crashed.
 """
 
 from __future__ import annotations
@@ -13,11 +14,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import update
-
-from fleetwright.catalogue.db import session_scope
-from fleetwright.catalogue.models import Run, utcnow
 from fleetwright.errors import NotFoundError, ValidationError
+from fleetwright.fleet.stop import close_sessions
 
 __all__ = ["INTERRUPTED", "FleetChain", "fleet_chain", "mark_interrupted", "normalise_run_id"]
 
@@ -72,19 +70,11 @@ async def fleet_chain(resume_from: str, *, max_depth: int) -> FleetChain:
 
 
 def mark_interrupted(run_ids: Sequence[str], *, url: str | None = None) -> int:
-    """Mark the sessions a dead run left `running` as interrupted; how many there were."""
-    if not run_ids:
-        return 0
-    with session_scope(url) as s:
-        result = s.execute(
-            update(Run)
-            .where(Run.flow_run_id.in_(list(run_ids)), Run.status == "running")
-            .values(
-                status=INTERRUPTED,
-                ended_at=utcnow(),
-                error="the process running this session died; the fleet run was resumed",
-                error_type="Interrupted",
-            )
-            .execution_options(synchronize_session=False)
-        )
-        return int(result.rowcount or 0)  # type: ignore[attr-defined]
+    """Mark the sessions a dead run left `running` as interrupted and give back the leases
+    they held (the resumed run need not wait for them to expire); how many there were."""
+    return close_sessions(
+        run_ids,
+        INTERRUPTED,
+        "the process running this session died; the fleet run was resumed",
+        url=url,
+    )

@@ -163,9 +163,12 @@ async def aread_fleet_run(run_id: str, *, url: str | None = None) -> FleetRun:
     rows = session_rows([run_id], url=url)
     if table is not None:
         by_profile = {r.profile: r for r in rows}
-        fleet.sessions = [
-            by_profile.get(t.profile, t) if t.status != "skipped" else t for t in table
-        ]
+        fleet.sessions = []
+        for t in table:
+            row = by_profile.get(t.profile, t) if t.status != "skipped" else t
+            # attempts that never got a run row (a busy profile) count too
+            row.attempts = max(row.attempts, t.attempts)
+            fleet.sessions.append(row)
     else:
         fleet.sessions = rows
         if flow_uuid is None or fleet.state == "UNKNOWN":

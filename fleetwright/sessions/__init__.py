@@ -9,9 +9,15 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from fleetwright.sessions.engine import SessionEngine, SessionRequest, SessionResult
+    from fleetwright.sessions.engine import (
+        SessionEngine,
+        SessionHandle,
+        SessionRequest,
+        SessionResult,
+        session_key,
+    )
 
-__all__ = ["SessionEngine", "SessionRequest", "SessionResult"]
+__all__ = ["SessionEngine", "SessionHandle", "SessionRequest", "SessionResult", "session_key"]
 
 
 def __getattr__(name: str) -> Any:

@@ -95,7 +95,11 @@ async def account(request: Request) -> Response:
     user = request.app.state.sessions.get(request.cookies.get(SESSION_COOKIE, ""))
     if user is None:
         return RedirectResponse("/login", status_code=303)
-    return _page("Account", f"<p id=who>Signed in as {html.escape(user)}</p>")
+    client = request.client.host if request.client else ""
+    return _page(
+        "Account",
+        f"<p id=who>Signed in as {html.escape(user)}</p><p id=client>{html.escape(client)}</p>",
+    )
 
 
 async def table(request: Request) -> Response:

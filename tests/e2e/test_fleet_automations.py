@@ -25,7 +25,11 @@ async def test_heartbeat_automation_is_created_once(prefect_api: str) -> None:
     assert [a.id for a in found] == [first]
     trigger = found[0].trigger
     assert trigger.posture.value == "Proactive"
-    assert trigger.after == {"prefect.flow-run.heartbeat"}
+    assert trigger.after == {
+        "prefect.flow-run.Pending",
+        "prefect.flow-run.Running",
+        "prefect.flow-run.heartbeat",
+    }
     assert trigger.within == timedelta(seconds=90)
     assert trigger.match_related.root == {
         "prefect.resource.role": "flow",

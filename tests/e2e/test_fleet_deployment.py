@@ -177,11 +177,62 @@ def test_sigkill_mid_run_is_resumed_without_redoing_sessions(stack: Stack) -> No
     assert all(r.flow_run_id == crashed_id for r in interrupted)
     assert all(holder is None for holder in leases)
 
+    # the crashed run's task runs are closed: none stays Running in the UI
+    crashed_tasks = asyncio.run(_task_states(crashed_id))
+    assert crashed_tasks and not {"RUNNING", "PENDING"} & set(crashed_tasks.values()), crashed_tasks
+
     from fleetwright.api import get_run
 
     summary = get_run(str(resumed.id))
     assert (summary.ok, summary.failed, summary.skipped) == (len(second), 0, len(first))
     print(f"resumed {len(interrupted)} interrupted sessions; {time.monotonic() - killed_at:.1f}s")
+
+
+async def _task_states(flow_run_id: str) -> dict[str, str]:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    async with get_client() as client:
+        runs = await client.read_task_runs(
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[uuid.UUID(flow_run_id)]))
+        )
+    return {t.name: t.state.type.value if t.state else "NONE" for t in runs}
+
+
+def test_run_cancel_of_a_deployment_run(stack: Stack) -> None:
+    """Prefect's cancellation: the worker ends the flow-run process; the run is Cancelled,
+    what it left open is closed, and it is not resumed."""
+    from fleetwright.api import run_command
+    from fleetwright.cli.main import main
+
+    names = _profiles("cancel", 8, "cancel-dep")
+    fleet = run_command(
+        "slow-visit", tags=["cancel-dep"], params={"base_url": stack.site.url}, concurrency=2,
+        wait=False,
+    )  # fmt: skip
+    deadline = time.monotonic() + 120
+    while True:
+        with session_scope() as s:
+            done = s.scalars(
+                select(Run.id).where(Run.flow_run_id == fleet.id, Run.status == "ok")
+            ).all()
+        if len(done) >= 2:
+            break
+        assert time.monotonic() < deadline, "the fleet run did not get going"
+        time.sleep(0.2)
+    main(["run", "cancel", fleet.id])  # returns once the run has ended
+    assert asyncio.run(_wait_state(fleet.id, {"CANCELLED", "CRASHED", "COMPLETED"}, 60)) == (
+        "CANCELLED"
+    )
+    with session_scope() as s:
+        runs = s.scalars(select(Run).where(Run.flow_run_id == fleet.id)).all()
+        leases = s.scalars(select(Profile.lease_holder).where(Profile.name.in_(names))).all()
+    assert {r.status for r in runs} <= {"ok", "cancelled"}
+    assert all(holder is None for holder in leases)
+    assert not {"RUNNING", "PENDING"} & set(asyncio.run(_task_states(fleet.id)).values())
+    time.sleep(10)
+    with pytest.raises(AssertionError):
+        asyncio.run(_resumed_run(fleet.id, 1))
 
 
 def test_schedule_added_with_the_cli_fires_on_the_worker(
