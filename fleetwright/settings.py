@@ -5,15 +5,18 @@ Settings flow settings → blocks → tasks; tasks never read the environment th
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 __all__ = ["Settings", "get_settings", "reset_settings"]
+
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
 class Settings(BaseSettings):
@@ -48,6 +51,12 @@ class Settings(BaseSettings):
     proxy_info_url: str | None = Field(
         default=None, description="IP-info URL (JSON ip/country/timezone) for exit-IP checks."
     )
+    browser_env_allow: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Environment variables Chromium and the Playwright driver may see on top "
+        "of what a browser needs (PATH, HOME, locale, display, fonts, temporary folders); "
+        "comma-separated names.",
+    )
     headless: bool = True
     browsers_per_worker: int = Field(default=2, ge=1, le=32)
     contexts_per_browser: int = Field(
@@ -80,6 +89,20 @@ class Settings(BaseSettings):
                 return timedelta(seconds=float(value))
             except ValueError:
                 return value
+        return value
+
+    @field_validator("browser_env_allow", mode="before")
+    @classmethod
+    def _names(cls, value: Any) -> Any:
+        """A comma-separated list of variable names, each a valid name."""
+        if isinstance(value, str):
+            value = [part.strip() for part in value.split(",") if part.strip()]
+        bad = [n for n in value if not isinstance(n, str) or not _ENV_NAME.match(n)]
+        if bad:
+            raise ValueError(
+                f"{', '.join(map(repr, bad))} are not environment variable names; give a "
+                "comma-separated list of names such as SSL_CERT_FILE,NODE_EXTRA_CA_CERTS"
+            )
         return value
 
     @property
