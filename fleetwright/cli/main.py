@@ -29,11 +29,12 @@ def _mount() -> None:
     if _mounted:
         return
     _mounted = True
-    from fleetwright.cli import db, profile, proxy, service, status, sync, up, webhooks
+    from fleetwright.cli import db, profile, proxy, secret, service, status, sync, up, webhooks
 
     app.add_typer(profile.app, name="profile", help="Browser profiles.")
     app.add_typer(proxy.app, name="proxy", help="Proxies, pools and health.")
     app.add_typer(service.app, name="service", help="GitHub and OpenAI service accounts.")
+    app.add_typer(secret.app, name="secret", help="Secrets for command parameters.")
     app.add_typer(db.app, name="db", help="The catalogue database.")
     app.add_typer(webhooks.app, name="webhooks", help="Receive GitHub webhooks as Prefect events.")
     app.command("status")(status.status)

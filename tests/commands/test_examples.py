@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -30,10 +31,17 @@ class Integrations:
 async def test_demo_command_on_the_demo_site(page: Any, ctx: CommandContext) -> None:
     spec = read_command_file(EXAMPLES / "demo.yaml")
     ctx.profile = {"name": "demo-alice"}
+    stored = {"demo-site-demo-alice": "alice-pw"}
+
+    async def loader(name: str) -> str:
+        return stored[name]
+
+    ctx.secret_loader = loader
     with serve_site() as site:
         ctx.params = {"base_url": site.url, "color": "blue"}
         result = await run_steps(page, spec, ctx)
     assert result.outputs["greeting"]["text"] == "Signed in as demo-alice"
+    assert site.logins["demo-alice"] == hashlib.sha256(b"alice-pw").hexdigest()
     assert result.outputs["products"]["count"] == len(PRODUCTS)
     assert result.outputs["products"]["rows"][0] == dict(
         zip(("id", "name", "price"), PRODUCTS[0], strict=True)
