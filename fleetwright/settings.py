@@ -57,6 +57,11 @@ class Settings(BaseSettings):
         "of what a browser needs (PATH, HOME, locale, display, fonts, temporary folders); "
         "comma-separated names.",
     )
+    upload_dirs: Annotated[list[Path], NoDecode] = Field(
+        default_factory=list,
+        description="Folders `upload` steps may send files from (comma-separated); default "
+        "<home>/uploads. A caller's CommandContext.base_dir is allowed too.",
+    )
     headless: bool = True
     browsers_per_worker: int = Field(default=2, ge=1, le=32)
     contexts_per_browser: int = Field(
@@ -104,6 +109,19 @@ class Settings(BaseSettings):
                 "comma-separated list of names such as SSL_CERT_FILE,NODE_EXTRA_CA_CERTS"
             )
         return value
+
+    @field_validator("upload_dirs", mode="before")
+    @classmethod
+    def _folders(cls, value: Any) -> Any:
+        """A comma-separated list of folders."""
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @property
+    def upload_folders(self) -> list[Path]:
+        """The folders uploads may come from (FLEETWRIGHT_UPLOAD_DIRS, else <home>/uploads)."""
+        return list(self.upload_dirs) or [self.home / "uploads"]
 
     @property
     def catalogue_url(self) -> str:
