@@ -15,10 +15,10 @@ import random
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import or_, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
 from fleetwright.catalogue.db import session_scope
@@ -29,6 +29,7 @@ __all__ = [
     "ProfileLease",
     "acquire",
     "busy_error",
+    "db_now",
     "external",
     "holder_of",
     "lease",
@@ -47,9 +48,21 @@ logger = logging.getLogger(__name__)
 external: Callable[..., AbstractAsyncContextManager[Any]] | None = None
 
 
+def db_now(session: Session) -> datetime:
+    """The database's clock (Postgres `now()`), so that workers whose clocks drift apart agree
+    on when a lease expires; SQLite is embedded, its clock is this machine's."""
+    if session.get_bind().dialect.name != "postgresql":
+        return utcnow()
+    value = session.execute(select(func.now())).scalar_one()
+    if not isinstance(value, datetime):
+        return utcnow()
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
 def take(session: Session, profile_id: int, holder: str, ttl: timedelta) -> bool:
-    """In the caller's transaction: take the lease if it is free, expired or already ours."""
-    now = utcnow()
+    """In the caller's transaction: take the lease if it is free, expired or already ours
+    (expiry judged by the database's clock)."""
+    now = db_now(session)
     result = session.execute(
         update(Profile)
         .where(
@@ -93,7 +106,7 @@ def renew(profile_id: int, holder: str, ttl: timedelta, *, url: str | None = Non
         result = s.execute(
             update(Profile)
             .where(Profile.id == profile_id, Profile.lease_holder == holder)
-            .values(lease_expires_at=utcnow() + ttl, updated_at=Profile.updated_at)
+            .values(lease_expires_at=db_now(s) + ttl, updated_at=Profile.updated_at)
             .execution_options(synchronize_session=False)
         )
         return bool(result.rowcount == 1)  # type: ignore[attr-defined]
