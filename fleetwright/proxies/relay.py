@@ -28,10 +28,10 @@ from python_socks import ProxyTimeoutError as SocksTimeoutError
 from python_socks import ProxyType
 from python_socks.async_.asyncio import Proxy as SocksClient
 
-from fleetwright.errors import ProxyError, redact_url
+from fleetwright.errors import ProxyAuthError, ProxyError, redact_url
 from fleetwright.specs import ProxySpec
 
-__all__ = ["RelayRegistry", "SocksRelay", "needs_relay"]
+__all__ = ["RelayRegistry", "SocksRelay", "check_socks_credentials", "needs_relay"]
 
 logger = logging.getLogger(__name__)
 
@@ -328,6 +328,51 @@ async def _pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
                 dst.write_eof()
 
 
+async def check_socks_credentials(spec: ProxySpec, *, timeout: timedelta) -> None:
+    """Authenticate to the SOCKS5 upstream and hang up (RFC 1928/1929: greeting and
+    username/password only, no CONNECT), so wrong credentials fail the session up front as a
+    ProxyAuthError naming the proxy instead of as a failed tunnel later."""
+    if spec.scheme != "socks5" or not spec.username:
+        return
+    where = f"proxy {spec.name!r} ({spec.server})"
+    if len(spec.username.encode()) > 255 or len((spec.password or "").encode()) > 255:
+        raise ProxyAuthError(f"{where}: SOCKS5 usernames and passwords are at most 255 bytes")
+    try:
+        reader, writer = await asyncio.wait_for(
+            asyncio.open_connection(spec.host, spec.port), timeout.total_seconds()
+        )
+    except (OSError, TimeoutError):
+        raise ProxyError(
+            f"{where} is unreachable; check that it is running and the host/port are right"
+        ) from None
+    try:
+        user, password = spec.username.encode(), (spec.password or "").encode()
+        writer.write(b"\x05\x01\x02")
+        await writer.drain()
+        _, method = await asyncio.wait_for(reader.readexactly(2), timeout.total_seconds())
+        if method != 2:
+            raise ProxyAuthError(
+                f"{where} does not accept username/password authentication (SOCKS5); "
+                "fix the proxy's settings or its Proxy block"
+            )
+        writer.write(bytes([1, len(user)]) + user + bytes([len(password)]) + password)
+        await writer.drain()
+        _, status = await asyncio.wait_for(reader.readexactly(2), timeout.total_seconds())
+        if status != 0:
+            raise ProxyAuthError(
+                f"{where} refused the credentials for user {spec.username!r} (SOCKS5); "
+                "fix the username/password in its Proxy block"
+            )
+    except (asyncio.IncompleteReadError, ConnectionError, TimeoutError):
+        raise ProxyError(
+            f"{where} dropped the SOCKS5 handshake; check that it is a SOCKS5 proxy"
+        ) from None
+    finally:
+        writer.close()
+        with contextlib.suppress(Exception):
+            await writer.wait_closed()
+
+
 class RelayRegistry:
     """Relays shared by every session going through the same upstream, reference counted.
 
@@ -351,6 +396,7 @@ class RelayRegistry:
                 relay, refs = self._relays[key]
                 self._relays[key] = (relay, refs + 1)
                 return relay
+            await check_socks_credentials(spec, timeout=self._timeout)
             relay = SocksRelay(spec, port=port, connect_timeout=self._timeout)
             await relay.start()
             self._relays[key] = (relay, 1)

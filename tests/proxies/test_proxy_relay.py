@@ -11,7 +11,7 @@ from datetime import timedelta
 import httpx
 import pytest
 
-from fleetwright.errors import ProxyError
+from fleetwright.errors import ProxyAuthError, ProxyError
 from fleetwright.proxies.relay import RelayRegistry, SocksRelay, needs_relay
 from fleetwright.testing.proxies import IPEchoServer, MicroSocks
 
@@ -157,3 +157,20 @@ async def test_registry_shares_one_relay_per_upstream(
         with pytest.raises(httpx.ConnectError):
             await client.get(echo.ip_url)
     await registry.close()
+
+
+async def test_wrong_upstream_credentials_fail_up_front_as_proxy_auth_error(
+    microsocks: MicroSocks,
+) -> None:
+    registry = RelayRegistry(connect_timeout=timedelta(seconds=3))
+    spec = microsocks.spec("socks").model_copy(update={"password": "not-the-password"})
+    with pytest.raises(
+        ProxyAuthError, match=r"proxy 'socks' \(socks5://.*\) refused the credent"
+    ) as auth:
+        await registry.acquire(spec)
+    assert "not-the-password" not in auth.value.message and not auth.value.retryable
+    assert registry.users(spec) == 0
+    microsocks.stop()
+    with pytest.raises(ProxyError, match="is unreachable") as info:
+        await registry.acquire(microsocks.spec("socks"))
+    assert not isinstance(info.value, ProxyAuthError)
