@@ -20,7 +20,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
-from blocks.profile import BrowserProfile
+from fleetwright.blocks.profile import BrowserProfile
 from fleetwright.catalogue.db import session_scope
 from fleetwright.catalogue.models import Profile, ProfileTag, Proxy, ProxyPool
 from fleetwright.errors import AlreadyExistsError, FleetwrightError, NotFoundError, ValidationError

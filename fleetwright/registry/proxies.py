@@ -11,8 +11,8 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
-from blocks.profile import BrowserProfile
-from blocks.proxy import Proxy as ProxyBlock
+from fleetwright.blocks.profile import BrowserProfile
+from fleetwright.blocks.proxy import Proxy as ProxyBlock
 from fleetwright.catalogue.db import session_scope
 from fleetwright.catalogue.models import Profile, Proxy, ProxyPool
 from fleetwright.errors import AlreadyExistsError, NotFoundError, ValidationError

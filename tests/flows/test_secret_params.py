@@ -74,7 +74,7 @@ async def _prefect_records(flow_run_id: str) -> dict[str, Any]:
 def test_secret_parameter_reaches_the_site_and_nothing_else(
     site, make_profiles, home: Path, monkeypatch: pytest.MonkeyPatch, capsys
 ) -> None:
-    from flows.run_command import run_command
+    from fleetwright.flows.run_command import run_command
 
     load_commands()
     [name] = make_profiles(1, prefix="sec")
@@ -126,7 +126,7 @@ def test_secret_parameter_reaches_the_site_and_nothing_else(
 def test_secret_set_refuses_empty_input_and_a_missing_block_fails_clearly(
     site, make_profiles, home: Path, monkeypatch: pytest.MonkeyPatch, capsys
 ) -> None:
-    from flows.run_command import run_command
+    from fleetwright.flows.run_command import run_command
 
     assert _cli(monkeypatch, "secret", "set", "empty-one", stdin="") == 2
     assert "stdin was empty" in capsys.readouterr().err
