@@ -20,7 +20,8 @@
     │   └── AssertionStepError          an `assert` step did not hold
     ├── ProxyError                      a proxy failed (connect, auth, exit IP)      (retryable)
     │   ├── ProxyAuthError              the proxy refused the credentials
-    │   └── ProxyQuarantinedError       the proxy is quarantined
+    │   ├── ProxyQuarantinedError       the proxy is quarantined
+    │   └── ProbeEndpointError          the echo/info endpoint fails, not the proxy  (retryable)
     └── ServiceError                    GitHub / OpenAI call failed
         ├── ServiceUnavailableError     5xx, timeout, connection error               (retryable)
         ├── RateLimitedError            429/403 rate limit                           (retryable)
@@ -48,6 +49,7 @@ __all__ = [
     "NotFoundError",
     "OutputSchemaError",
     "PrefectUnavailableError",
+    "ProbeEndpointError",
     "ProfileBusyError",
     "ProxyAuthError",
     "ProxyError",
@@ -159,6 +161,13 @@ class ProxyAuthError(ProxyError):
 
 class ProxyQuarantinedError(ProxyError):
     retryable = False
+
+
+class ProbeEndpointError(ProxyError):
+    """A probe failed because its IP-echo/info endpoint fails (directly too): the proxy is
+    not to blame and its health is left as it was."""
+
+    retryable = True
 
 
 class ServiceError(FleetwrightError):

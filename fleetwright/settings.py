@@ -7,14 +7,15 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import sys
 from datetime import timedelta
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 __all__ = [
     "Settings",
@@ -23,6 +24,8 @@ __all__ = [
     "prefect_client_env",
     "reset_settings",
 ]
+
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
 class Settings(BaseSettings):
@@ -57,6 +60,17 @@ class Settings(BaseSettings):
     proxy_info_url: str | None = Field(
         default=None, description="IP-info URL (JSON ip/country/timezone) for exit-IP checks."
     )
+    browser_env_allow: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Environment variables Chromium and the Playwright driver may see on top "
+        "of what a browser needs (PATH, HOME, locale, display, fonts, temporary folders); "
+        "comma-separated names.",
+    )
+    upload_dirs: Annotated[list[Path], NoDecode] = Field(
+        default_factory=list,
+        description="Folders `upload` steps may send files from (comma-separated); default "
+        "<home>/uploads. A caller's CommandContext.base_dir is allowed too.",
+    )
     headless: bool = True
     browsers_per_worker: int = Field(default=2, ge=1, le=32)
     contexts_per_browser: int = Field(
@@ -82,6 +96,33 @@ class Settings(BaseSettings):
             except ValueError:
                 return value
         return value
+
+    @field_validator("browser_env_allow", mode="before")
+    @classmethod
+    def _names(cls, value: Any) -> Any:
+        """A comma-separated list of variable names, each a valid name."""
+        if isinstance(value, str):
+            value = [part.strip() for part in value.split(",") if part.strip()]
+        bad = [n for n in value if not isinstance(n, str) or not _ENV_NAME.match(n)]
+        if bad:
+            raise ValueError(
+                f"{', '.join(map(repr, bad))} are not environment variable names; give a "
+                "comma-separated list of names such as SSL_CERT_FILE,NODE_EXTRA_CA_CERTS"
+            )
+        return value
+
+    @field_validator("upload_dirs", mode="before")
+    @classmethod
+    def _folders(cls, value: Any) -> Any:
+        """A comma-separated list of folders."""
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @property
+    def upload_folders(self) -> list[Path]:
+        """The folders uploads may come from (FLEETWRIGHT_UPLOAD_DIRS, else <home>/uploads)."""
+        return list(self.upload_dirs) or [self.home / "uploads"]
 
     @property
     def catalogue_url(self) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import secrets
@@ -9,6 +10,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from fleetwright.browser.redaction import scrub_zip, secrets_for
 from fleetwright.settings import get_settings
 from fleetwright.specs import block_name_for
 
@@ -66,7 +68,8 @@ class SessionArtifacts:
         return self._tracing
 
     async def stop_trace(self, context: Any, *, keep: bool, name: str = "trace") -> Path | None:
-        """Stop tracing; write trace.zip only when `keep`. Returns the path or None."""
+        """Stop tracing; write trace.zip only when `keep`, with the secrets registered for
+        `context` masked (fleetwright.browser.redaction). Returns the path or None."""
         if not self._tracing:
             return None
         self._tracing = False
@@ -75,5 +78,8 @@ class SessionArtifacts:
             return None
         path = self._target(name, ".zip")
         await context.tracing.stop(path=str(path))
+        secrets = secrets_for(context)
+        if secrets:
+            await asyncio.to_thread(scrub_zip, path, secrets)
         self.paths[path.stem] = path
         return path

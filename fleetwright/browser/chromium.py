@@ -9,9 +9,41 @@ from pathlib import Path
 from fleetwright.errors import ConfigurationError
 from fleetwright.settings import Settings, get_settings
 
-__all__ = ["BASE_ARGS", "SYSTEM_CANDIDATES", "chromium_args", "find_chromium", "needs_no_sandbox"]
+__all__ = [
+    "BASE_ARGS",
+    "DISABLED_FEATURES",
+    "SYSTEM_CANDIDATES",
+    "chromium_args",
+    "find_chromium",
+    "needs_no_sandbox",
+]
 
 logger = logging.getLogger(__name__)
+
+#: Features turned off. Chromium keeps only the last --disable-features switch, and Playwright
+#: passes one of its own first, so this list repeats Playwright's (1.65) and adds Fleetwright's:
+#: without the repeat, NetworkTimeServiceQuerying comes back and persistent profiles query
+#: clients2.google.com through their proxy.
+DISABLED_FEATURES: tuple[str, ...] = (
+    # Fleetwright's: background requests to Google services
+    "AutofillServerCommunication",
+    "Translate",
+    # Playwright's: background requests
+    "OptimizationHints",
+    "NetworkTimeServiceQuerying",
+    "AimEnabled",
+    "PreconnectToSearch",
+    "MediaRouter",
+    # Playwright's: behaviour automation relies on
+    "AvoidUnnecessaryBeforeUnloadCheckSync",
+    "DestroyProfileOnBrowserClose",
+    "HttpsUpgrades",
+    "HttpsFirstBalancedModeAutoEnable",
+    "LensOverlay",
+    "PaintHolding",
+    "ThirdPartyStoragePartitioning",
+    "AvoidCorsURLLoaderRestartOnRedirect",
+)
 
 #: Flags that stop Chromium's own background traffic (it would leave through a profile's proxy).
 BASE_ARGS: tuple[str, ...] = (
@@ -20,7 +52,7 @@ BASE_ARGS: tuple[str, ...] = (
     "--disable-component-update",
     "--disable-sync",
     "--no-first-run",
-    "--disable-features=AutofillServerCommunication,OptimizationHints,MediaRouter,Translate",
+    "--disable-features=" + ",".join(DISABLED_FEATURES),
 )
 
 SYSTEM_CANDIDATES: tuple[str, ...] = (

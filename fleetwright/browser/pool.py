@@ -7,8 +7,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import os
-import re
 import secrets
 import shutil
 import time
@@ -20,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from fleetwright.browser.artifacts import SessionArtifacts, default_run_key
 from fleetwright.browser.chromium import chromium_args, find_chromium, needs_no_sandbox
+from fleetwright.browser.env import browser_env, scrub_driver_env
 from fleetwright.browser.errors import map_playwright_error
 from fleetwright.browser.procs import TAG_VAR, alive, kill_tree, tagged_pids
 from fleetwright.browser.session import SESSION_FILE, BrowserSession
@@ -39,7 +38,6 @@ if TYPE_CHECKING:
 __all__ = ["BrowserPool"]
 
 logger = logging.getLogger(__name__)
-_SECRET_ENV = re.compile(r"(^FLEETWRIGHT_|^PREFECT_API_KEY$|TOKEN|PASSWORD|SECRET|_KEY$)", re.I)
 _CLOSE_TIMEOUT = 10.0
 
 
@@ -58,14 +56,6 @@ class _Browser:
     closing: bool = False
     pid_task: asyncio.Task[None] | None = None
     sessions: set[BrowserSession] = field(default_factory=set)
-
-
-def _browser_env(tag: str) -> dict[str, str | float | bool]:
-    env: dict[str, str | float | bool] = {
-        k: v for k, v in os.environ.items() if not _SECRET_ENV.search(k)
-    }
-    env[TAG_VAR] = tag
-    return env
 
 
 async def _finish(aw: Awaitable[Any]) -> None:
@@ -133,6 +123,7 @@ class BrowserPool:
         from playwright.async_api import async_playwright
 
         executable = find_chromium(settings=self.settings, playwright_executable=None)
+        scrub_driver_env(allow=self.settings.browser_env_allow)
         cm = async_playwright()
         pw = await cm.__aenter__()
         if self.settings.chromium_executable is None:
@@ -147,7 +138,7 @@ class BrowserPool:
             "args": chromium_args(),
             "headless": self.headless,
             "chromium_sandbox": not needs_no_sandbox(),
-            "env": _browser_env(tag),
+            "env": browser_env(allow=self.settings.browser_env_allow, add={TAG_VAR: tag}),
             "handle_sigint": False,
             "handle_sigterm": False,
             "handle_sighup": False,

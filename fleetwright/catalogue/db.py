@@ -6,18 +6,20 @@ import logging
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Engine, create_engine, event, func, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
+from fleetwright.catalogue.models import utcnow
 from fleetwright.errors import CatalogueUnavailableError
 from fleetwright.settings import get_settings
 
-__all__ = ["dispose_engines", "get_engine", "safe_url", "session_scope", "upgrade"]
+__all__ = ["db_now", "dispose_engines", "get_engine", "safe_url", "session_scope", "upgrade"]
 
 logger = logging.getLogger(__name__)
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -152,3 +154,14 @@ def session_scope(url: str | None = None) -> Iterator[Session]:
         raise
     finally:
         session.close()
+
+
+def db_now(session: Session) -> datetime:
+    """The database's clock (Postgres `now()`), so that workers whose clocks drift apart agree
+    on when a lease expires; SQLite is embedded, its clock is this machine's."""
+    if session.get_bind().dialect.name != "postgresql":
+        return utcnow()
+    value = session.execute(select(func.now())).scalar_one()
+    if not isinstance(value, datetime):
+        return utcnow()
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)

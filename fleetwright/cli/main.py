@@ -25,6 +25,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "profile": ("fleetwright.cli.profile", "app", "Browser profiles."),
     "proxy": ("fleetwright.cli.proxy", "app", "Proxies, pools and health."),
     "service": ("fleetwright.cli.service", "app", "GitHub and OpenAI service accounts."),
+    "secret": ("fleetwright.cli.secret", "app", "Secrets for command parameters."),
     "db": ("fleetwright.cli.db", "app", "The catalogue database."),
     "webhooks": ("fleetwright.cli.webhooks", "app", "Receive GitHub webhooks as Prefect events."),
     "commands": ("fleetwright.cli.commands", "app", "Declarative and Python commands."),

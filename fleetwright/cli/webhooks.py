@@ -56,6 +56,11 @@ def serve(
         raise typer.Exit(2) from None
     redis_url = get_settings().redis_url
     log = RedisDeliveryLog(redis_url) if redis_url else MemoryDeliveryLog()
+    typer.echo(
+        "delivery ids kept in Redis"
+        if redis_url
+        else "delivery ids kept in memory: a restart forgets them (set FLEETWRIGHT_REDIS_URL)"
+    )
     typer.echo(f"listening on http://{host}:{port}{path}")
     uvicorn.run(
         create_app(secret, deliveries=log, path=path), host=host, port=port, log_level="info"

@@ -15,6 +15,7 @@ from playwright.async_api import Locator, Page
 from fleetwright.commands import models as m
 from fleetwright.commands.context import CommandContext
 from fleetwright.errors import AssertionStepError, ConfigurationError, StepError
+from fleetwright.settings import get_settings
 
 __all__ = ["StepEnv", "execute", "seconds_text"]
 
@@ -285,13 +286,31 @@ async def _download(page: Page, step: m.DownloadStep, env: StepEnv) -> dict[str,
     return {"path": str(path), "filename": path.name, "size": path.stat().st_size}
 
 
-async def _upload(page: Page, step: m.UploadStep, env: StepEnv) -> None:
-    base = env.ctx.base_dir or Path.cwd()
+def _upload_paths(step: m.UploadStep, env: StepEnv) -> list[Path]:
+    """The files to upload, each inside an allowed folder once links are followed: a command
+    (or a parameter a webhook filled in) must not send any file the worker can read."""
+    folders = get_settings().upload_folders
+    if env.ctx.base_dir is not None:
+        folders = [env.ctx.base_dir, *folders]
+    allowed = [f.resolve() for f in folders]
     names = [step.files] if isinstance(step.files, str) else step.files
-    paths = [p if p.is_absolute() else base / p for p in map(Path, names)]
-    for path in paths:
+    paths = []
+    for name in map(Path, names):
+        path = (name if name.is_absolute() else folders[0] / name).resolve()
+        if not any(path.is_relative_to(folder) for folder in allowed):
+            shown = ", ".join(str(f) for f in allowed)
+            raise StepError(
+                f"{env.label}: {name} is outside the upload folders ({shown}); copy the file "
+                "into one, or add its folder to FLEETWRIGHT_UPLOAD_DIRS"
+            )
         if not path.is_file():
             raise StepError(f"{env.label}: file to upload not found: {path}")
+        paths.append(path)
+    return paths
+
+
+async def _upload(page: Page, step: m.UploadStep, env: StepEnv) -> None:
+    paths = _upload_paths(step, env)
     await _first(page, step.selector).set_input_files(paths, timeout=env.ms)
 
 

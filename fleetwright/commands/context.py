@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -24,6 +25,8 @@ class CommandContext:
 
     `outputs` fills in as steps run (Python commands can read earlier steps' outputs).
     `base_dir` resolves relative upload paths (default: the working directory).
+    `params` holds what the caller passed: for `secret` parameters, Secret block names; the
+    values are read inside the session and never written back here.
     """
 
     artifacts_dir: Path
@@ -34,6 +37,10 @@ class CommandContext:
     base_dir: Path | None = None
     screenshot_on_failure: bool = True
     outputs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: Reads a Secret block by name for `secret` parameters (default: Prefect's Secret blocks).
+    secret_loader: Callable[[str], Awaitable[str]] | None = None
+    #: Values of the `secret` parameters, read inside the session (Python commands use these).
+    secrets: dict[str, str] = field(default_factory=dict, repr=False)
 
 
 @dataclass

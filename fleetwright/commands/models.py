@@ -63,7 +63,7 @@ DEFAULT_TIMEOUT = timedelta(seconds=10)
 #: default records only when a session is already known to be in trouble.
 TraceMode = Literal["off", "on", "on-failure", "on-retry"]
 
-ParamType = Literal["str", "int", "float", "bool", "list", "dict"]
+ParamType = Literal["str", "int", "float", "bool", "list", "dict", "secret"]
 LoadState = Literal["load", "domcontentloaded", "networkidle"]
 GitHubAction = Literal[
     "github.create_issue",
@@ -476,11 +476,17 @@ _PY_TYPES: dict[str, tuple[type, ...]] = {
     "bool": (bool,),
     "list": (list,),
     "dict": (dict,),
+    "secret": (str,),
 }
 
 
 class ParamSpec(BaseModel):
-    """A declared parameter: its type, default, whether it is required."""
+    """A declared parameter: its type, default, whether it is required.
+
+    A `secret` parameter's value is the name of a Prefect Secret block, never the secret
+    itself; its default may be a template over the profile (`site-{{ profile.name }}`) for
+    per-profile credentials. The value is read from the block inside the session.
+    """
 
     model_config = ConfigDict(extra="forbid")
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -11,6 +12,8 @@ from fleetwright.errors import ValidationError
 
 __all__ = ["coerce_param", "validate_params"]
 
+# a Secret block's name, or a name template over profile fields (a declared default)
+_SECRET_NAME = re.compile(r"^(?:[a-z0-9-]|\{\{ *profile\.[A-Za-z0-9_]+ *\}\}){1,100}$")
 _TRUE = frozenset({"true", "yes", "on", "1"})
 _FALSE = frozenset({"false", "no", "off", "0"})
 
@@ -18,6 +21,14 @@ _FALSE = frozenset({"false", "no", "off", "0"})
 def coerce_param(spec: ParamSpec, value: Any) -> Any:
     """`value` as the declared type; strings are parsed (CLI input). ValueError if it can't be."""
     kind = spec.type
+    if kind == "secret":
+        if isinstance(value, str) and _SECRET_NAME.match(value.strip()):
+            return value.strip()
+        # never echo the value: it may be the secret itself, passed by mistake
+        raise ValueError(
+            "expected the name of a Secret block (lowercase letters, digits and dashes; "
+            "store one with `fleetwright secret set NAME`), not the secret itself"
+        )
     if kind == "str":
         if isinstance(value, str):
             return value

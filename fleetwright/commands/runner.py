@@ -19,10 +19,12 @@ from playwright.async_api import Error as PlaywrightError
 from playwright.async_api import Page
 from playwright.async_api import TimeoutError as PlaywrightTimeoutError
 
+from fleetwright.browser.redaction import register_secrets
 from fleetwright.commands import models as m
 from fleetwright.commands.actions import StepEnv, execute, seconds_text
 from fleetwright.commands.context import CommandContext, CommandResult, StepOutcome
 from fleetwright.commands.params import validate_params
+from fleetwright.commands.secrets import resolve_secret_params
 from fleetwright.commands.templating import NON_TEMPLATED, render_value, step_label
 from fleetwright.errors import (
     BrowserCrashError,
@@ -33,6 +35,7 @@ from fleetwright.errors import (
     StepError,
     redact_url,
 )
+from fleetwright.redaction import Scrubber
 
 __all__ = ["render_step", "run_steps"]
 
@@ -65,6 +68,22 @@ def render_step(step: m.StepBase, scope: dict[str, Any]) -> m.StepBase:
         if key not in NON_TEMPLATED:
             data[key] = render_value(value, scope, keep_types=key in _KEEP_TYPES)
     return type(step).model_validate(data)
+
+
+def _scrubbed(value: Any, scrub: Scrubber) -> Any:
+    """`value` with every string's secret values masked (outputs must not carry them)."""
+    if isinstance(value, str):
+        return scrub(value)
+    if isinstance(value, dict):
+        return {k: _scrubbed(v, scrub) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_scrubbed(v, scrub) for v in value]
+    return value
+
+
+def _scrub_outputs(outputs: dict[str, dict[str, Any]], scrub: Scrubber) -> None:
+    for key, value in outputs.items():
+        outputs[key] = _scrubbed(value, scrub)
 
 
 def _first_line(text: str, limit: int = 300) -> str:
@@ -171,6 +190,14 @@ async def run_steps(page: Page, command: m.CommandSpec, ctx: CommandContext) -> 
     """Run `command` on `page`: render each step's templates, execute, keep outputs by id."""
     started = time.perf_counter()
     params = validate_params(command, ctx.params)
+    params, secret_values = await resolve_secret_params(
+        command, params, profile=ctx.profile, loader=ctx.secret_loader
+    )
+    ctx.secrets = {
+        k: params[k] for k, p in command.params.items() if p.type == "secret" and k in params
+    }
+    scrub = Scrubber(secret_values)
+    register_secrets(page.context, secret_values)
     ctx.artifacts_dir.mkdir(parents=True, exist_ok=True)
     result = CommandResult(command=command.name, version=command.version)
     ctx.outputs = result.outputs
@@ -204,6 +231,11 @@ async def run_steps(page: Page, command: m.CommandSpec, ctx: CommandContext) -> 
                 raise
             except Exception as exc:
                 err = await _map_error(exc, page, rendered or step, env, crashed)
+                if secret_values:
+                    err.args = (scrub(err.message), *err.args[1:])
+                    _scrub_outputs(result.outputs, scrub)
+                    if err is not exc:  # the original's text may hold the value too
+                        exc = StepError(scrub(str(exc)))
                 spent = timedelta(seconds=time.perf_counter() - t0)
                 result.steps.append(
                     StepOutcome(index, step.action_name, step.id, "failed", spent, err.message)
@@ -228,7 +260,7 @@ async def run_steps(page: Page, command: m.CommandSpec, ctx: CommandContext) -> 
                     setattr(err, name, value)
                 raise err from (None if err is exc else exc)
             if step.id:
-                result.outputs[step.id] = outputs
+                result.outputs[step.id] = _scrubbed(outputs, scrub) if secret_values else outputs
             result.steps.append(
                 StepOutcome(
                     index,

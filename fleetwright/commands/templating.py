@@ -180,6 +180,18 @@ def step_label(index: int, step: StepBase) -> str:
 
 def check_templates(spec: CommandSpec) -> None:
     """Check every template against what exists before the step runs; TemplateError if not."""
+    for name, param in spec.params.items():
+        if param.type == "secret" and isinstance(param.default, str):
+            try:
+                for ref in find_references(param.default):
+                    _check_root(ref)
+                    if ref.path[0] != "profile" or ref.path[1] not in PROFILE_FIELDS:
+                        raise TemplateError(
+                            f"template {ref.template!r}: a secret's block name may only use "
+                            "profile fields, e.g. {{ profile.name }}"
+                        )
+            except TemplateError as exc:
+                raise TemplateError(f"parameter {name!r}: {exc.message}") from None
     earlier: dict[str, StepBase] = {}
     later = {s.id: i for i, s in enumerate(spec.steps) if s.id}
     for index, step in enumerate(spec.steps):

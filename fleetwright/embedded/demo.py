@@ -8,7 +8,13 @@ from fleetwright.errors import ConfigurationError
 from fleetwright.settings import Settings
 from fleetwright.testing.site import SiteServer
 
-__all__ = ["DEMO_PROFILES", "prepare_demo", "start_demo_site", "trigger_demo_run"]
+__all__ = [
+    "DEMO_PROFILES",
+    "prepare_demo",
+    "start_demo_site",
+    "store_demo_passwords",
+    "trigger_demo_run",
+]
 
 DEMO_PROFILES: list[dict[str, Any]] = [
     {
@@ -44,11 +50,34 @@ async def prepare_demo(settings: Settings, site_url: str) -> list[str]:
 
     report = load_commands()
     profiles = await import_profiles([(p["name"], p) for p in DEMO_PROFILES])
+    stored = await store_demo_passwords()
     return [
         f"commands: {', '.join(sorted(report.added + report.unchanged)) or 'none'}",
         f"demo profiles: {', '.join(p['name'] for p in DEMO_PROFILES)} "
         f"({profiles.created} created, {profiles.unchanged + profiles.updated} already there)",
+        f"demo passwords: Secret blocks {', '.join(stored)}",
     ]
+
+
+async def store_demo_passwords(profiles: list[str] | None = None) -> list[str]:
+    """Each profile's demo-site password as a Secret block `demo-site-<profile>` (what the
+    demo command's `password` parameter reads), created once with a random value: the demo
+    site accepts any password. Default: the demo profiles."""
+    import secrets
+
+    from prefect.blocks.system import Secret
+
+    from fleetwright.specs import block_name_for
+
+    names = []
+    for profile in profiles if profiles is not None else [p["name"] for p in DEMO_PROFILES]:
+        name = block_name_for(f"demo-site-{profile}")
+        try:
+            await Secret.aload(name)
+        except ValueError:
+            await Secret(value=secrets.token_urlsafe(12)).asave(name)
+        names.append(name)
+    return names
 
 
 async def trigger_demo_run(server_url: str, site_url: str) -> str:

@@ -19,8 +19,8 @@ from fleetwright.errors import CommandSpecError, FleetwrightError, ValidationErr
 from fleetwright.integrations import github_api, openai_api
 from fleetwright.integrations.breaker import breaker_for
 from fleetwright.integrations.ratelimit import GitHubThrottler, take_rate_limit
-from fleetwright.integrations.redaction import Scrubber, secret_values
 from fleetwright.integrations.services import Credentials, load_credentials
+from fleetwright.redaction import Scrubber, secret_values
 from fleetwright.settings import get_settings
 
 __all__ = ["GITHUB_STEPS", "STEP_KINDS", "Integrations", "Resolver"]

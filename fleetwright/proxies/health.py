@@ -23,7 +23,13 @@ from sqlalchemy.orm import Session
 
 from fleetwright.catalogue.db import session_scope
 from fleetwright.catalogue.models import Proxy, utcnow
-from fleetwright.errors import NotFoundError, ProxyAuthError, ProxyError, redact_url
+from fleetwright.errors import (
+    NotFoundError,
+    ProbeEndpointError,
+    ProxyAuthError,
+    ProxyError,
+    redact_url,
+)
 from fleetwright.proxies.http import fetch_exit_ip, fetch_ip_info, proxy_client
 from fleetwright.proxies.locking import lock_proxy
 from fleetwright.specs import ProxySpec
@@ -56,6 +62,8 @@ class ProbeResult:
     error: str | None = None
     timezone: str | None = None
     auth_failed: bool = False
+    #: the probe's endpoint failed (directly too): nothing was learnt about the proxy
+    endpoint_failed: bool = False
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -127,7 +135,12 @@ async def try_probe(
     try:
         return await probe(proxy, echo_url=echo_url, info_url=info_url, timeout=timeout)
     except ProxyError as exc:
-        return ProbeResult(ok=False, error=exc.message, auth_failed=isinstance(exc, ProxyAuthError))
+        return ProbeResult(
+            ok=False,
+            error=exc.message,
+            auth_failed=isinstance(exc, ProxyAuthError),
+            endpoint_failed=isinstance(exc, ProbeEndpointError),
+        )
 
 
 def _decayed(proxy: Proxy, now: datetime, policy: HealthPolicy) -> float:
@@ -272,7 +285,11 @@ def record_probe_result(
     policy: HealthPolicy | None = None,
     emit_events: bool = True,
 ) -> HealthChange | None:
-    """Store a probe's outcome on the proxy row (own transaction); emit any transition."""
+    """Store a probe's outcome on the proxy row (own transaction); emit any transition. A
+    probe whose endpoint failed says nothing about the proxy and is not counted."""
+    if result.endpoint_failed:
+        logger.warning("Probe of proxy %s not counted: %s", proxy_id, result.error)
+        return None
     policy = policy or HealthPolicy()
     weight = policy.auth_failure if result.auth_failed else policy.probe_failure
     return _observe(

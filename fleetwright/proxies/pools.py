@@ -22,7 +22,8 @@ from importlib.metadata import entry_points
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from fleetwright.catalogue.models import Profile, Proxy, ProxyPool, utcnow
+from fleetwright.catalogue.db import db_now
+from fleetwright.catalogue.models import Profile, Proxy, ProxyPool
 from fleetwright.errors import ProxyError, ProxyQuarantinedError
 from fleetwright.proxies.locking import lock_profile, lock_proxies
 
@@ -94,7 +95,7 @@ def live_sessions(
     """Sessions going through each proxy now: profiles with an unexpired lease on it."""
     if not proxy_ids:
         return {}
-    now = now or utcnow()
+    now = now or db_now(session)
     query = (
         select(Profile.lease_proxy_id, func.count())
         .where(Profile.lease_proxy_id.in_(list(proxy_ids)), Profile.lease_expires_at > now)
@@ -250,7 +251,7 @@ def choose_proxy_for(
     now: datetime | None = None,
 ) -> tuple[Proxy | None, Failover | None]:
     """choose_proxy, also saying whether the session failed over (for the run's log)."""
-    now = now or utcnow()
+    now = now or db_now(session)
     profile = lock_profile(session, profile.id)
     policy = profile.proxy_policy if profile.proxy_policy in POLICIES else "sticky"
     assigned = session.get(Proxy, profile.proxy_id) if profile.proxy_id else None

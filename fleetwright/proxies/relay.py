@@ -1,38 +1,47 @@
-"""A loopback SOCKS5 relay for upstream proxies that need credentials Chromium cannot send.
+"""A loopback relay for upstream proxies that need credentials Chromium cannot send.
 
-Chromium refuses SOCKS5 with username/password. The relay listens on 127.0.0.1 without
-authentication, and opens each connection through the upstream proxy with python-socks,
-which does the upstream handshake and authentication. Sessions using the same upstream
-share one relay (RelayRegistry, reference counted).
+Chromium refuses SOCKS5 with username/password, but takes an HTTP proxy with them. So the relay
+is an HTTP proxy on 127.0.0.1 (CONNECT tunnels and plain `GET http://...` requests) that
+opens each connection through the upstream with python-socks, which does the upstream
+handshake and authentication. Every relay makes up its own random username and password and
+refuses any client without them (407): another local process cannot ride the authenticated
+upstream through the loopback port. The browser gets them as Playwright proxy credentials,
+over the driver pipe, never in argv. Sessions using the same upstream share one relay
+(RelayRegistry, reference counted).
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import errno
-import ipaddress
+import hmac
 import logging
-import struct
+import secrets
 from dataclasses import dataclass
 from datetime import timedelta
+from urllib.parse import urlsplit
 
 from python_socks import ProxyError as SocksProxyError
 from python_socks import ProxyTimeoutError as SocksTimeoutError
 from python_socks import ProxyType
 from python_socks.async_.asyncio import Proxy as SocksClient
 
-from fleetwright.errors import ProxyError, redact_url
+from fleetwright.errors import ProxyAuthError, ProxyError, redact_url
 from fleetwright.specs import ProxySpec
 
-__all__ = ["RelayRegistry", "SocksRelay", "needs_relay"]
+__all__ = ["RelayRegistry", "SocksRelay", "check_socks_credentials", "needs_relay"]
 
 logger = logging.getLogger(__name__)
 
 _HOST = "127.0.0.1"
 _TYPES = {"socks5": ProxyType.SOCKS5, "http": ProxyType.HTTP}
-# SOCKS5 reply codes (RFC 1928)
-_OK, _FAILURE, _REFUSED, _UNREACHABLE, _UNSUPPORTED = 0, 1, 5, 4, 7
+_HEAD_LIMIT = 64 * 1024
+_AUTH_TRIES = 3
+_HOP_HEADERS = frozenset(
+    {b"proxy-authorization", b"proxy-connection", b"connection", b"keep-alive", b"te", b"trailer"}
+)
 
 
 def needs_relay(spec: ProxySpec) -> bool:
@@ -45,10 +54,52 @@ class _Stats:
     connections: int = 0
     failures: int = 0
     active: int = 0
+    refused: int = 0
+
+
+class _BadRequest(Exception):
+    """A client request the relay cannot serve (answered with `status`)."""
+
+    def __init__(self, status: bytes) -> None:
+        super().__init__(status.decode())
+        self.status = status
+
+
+def _response(status: bytes, *extra: bytes, close: bool = True) -> bytes:
+    lines = [b"HTTP/1.1 " + status, *extra, b"Content-Length: 0"]
+    lines.append(b"Connection: close" if close else b"Connection: keep-alive")
+    return b"\r\n".join(lines) + b"\r\n\r\n"
+
+
+def _split_head(head: bytes) -> tuple[bytes, bytes, list[tuple[bytes, bytes]]]:
+    """Method, target and headers of a request head."""
+    lines = head.rstrip(b"\r\n").split(b"\r\n")
+    parts = lines[0].split(b" ")
+    if len(parts) != 3 or not parts[2].startswith(b"HTTP/1."):
+        raise _BadRequest(b"400 Bad Request")
+    headers = []
+    for line in lines[1:]:
+        name, sep, value = line.partition(b":")
+        if not sep:
+            raise _BadRequest(b"400 Bad Request")
+        headers.append((name.strip(), value.strip()))
+    return parts[0], parts[1], headers
+
+
+def _host_port(authority: str, default: int) -> tuple[str, int]:
+    parsed = urlsplit(f"//{authority}")
+    try:
+        port = parsed.port or default
+    except ValueError:
+        raise _BadRequest(b"400 Bad Request") from None
+    if not parsed.hostname:
+        raise _BadRequest(b"400 Bad Request")
+    return parsed.hostname, port
 
 
 class SocksRelay:
-    """One relay: a no-auth SOCKS5 server on 127.0.0.1 that tunnels through `upstream`."""
+    """One relay: an HTTP proxy on 127.0.0.1, with credentials of its own, that tunnels every
+    connection through `upstream` (SOCKS5 or HTTP, authenticated by python-socks)."""
 
     def __init__(
         self,
@@ -69,6 +120,10 @@ class SocksRelay:
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self.stats = _Stats()
+        #: The relay's own credentials: random per relay, only ever handed to its browsers.
+        self.username = f"relay-{secrets.token_hex(4)}"
+        self._password = secrets.token_urlsafe(24)
+        self._expected = b"Basic " + base64.b64encode(f"{self.username}:{self._password}".encode())
 
     @property
     def port(self) -> int:
@@ -78,15 +133,19 @@ class SocksRelay:
 
     @property
     def url(self) -> str:
-        """What the browser uses: socks5://127.0.0.1:PORT, no credentials."""
-        return f"socks5://{_HOST}:{self.port}"
+        """The relay's address: http://127.0.0.1:PORT (credentials go separately)."""
+        return f"http://{_HOST}:{self.port}"
+
+    def browser_proxy(self) -> dict[str, str]:
+        """Playwright `proxy=` settings for this relay, with its credentials."""
+        return {"server": self.url, "username": self.username, "password": self._password}
 
     async def start(self) -> str:
         if self._server is not None:
             return self.url
         try:
             self._server = await asyncio.start_server(
-                self._handle, host=_HOST, port=self._port, reuse_address=True
+                self._handle, host=_HOST, port=self._port, reuse_address=True, limit=_HEAD_LIMIT
             )
         except OSError as exc:
             if exc.errno == errno.EADDRINUSE:
@@ -100,7 +159,7 @@ class SocksRelay:
                 retryable=False,
             ) from None
         logger.info(
-            "SOCKS5 relay on %s for proxy %s (%s)",
+            "Relay on %s for proxy %s (%s)",
             self.url,
             self.upstream.name,
             self.upstream.server,
@@ -118,7 +177,7 @@ class SocksRelay:
             await asyncio.gather(*self._tasks, return_exceptions=True)
         with contextlib.suppress(Exception):
             await asyncio.wait_for(server.wait_closed(), timeout=2)
-        logger.info("SOCKS5 relay for proxy %s stopped", self.upstream.name)
+        logger.info("Relay for proxy %s stopped", self.upstream.name)
 
     def _client(self) -> SocksClient:
         spec = self.upstream
@@ -137,13 +196,19 @@ class SocksRelay:
         task.add_done_callback(self._tasks.discard)
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.stats.connections += 1
         self.stats.active += 1
         try:
-            target = await asyncio.wait_for(self._greet(reader, writer), timeout=10)
-            if target is not None:
-                await self._tunnel(target, reader, writer)
-        except (asyncio.IncompleteReadError, ConnectionError, TimeoutError):
+            request = await asyncio.wait_for(self._authenticate(reader, writer), timeout=10)
+            if request is not None:
+                self.stats.connections += 1
+                await self._forward(*request, reader, writer)
+        except _BadRequest as exc:
+            with contextlib.suppress(Exception):
+                writer.write(_response(exc.status))
+                await writer.drain()
+        except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError):
+            pass  # a client that hung up mid-request, or sent an oversized head
+        except (ConnectionError, TimeoutError):
             pass
         finally:
             self.stats.active -= 1
@@ -151,48 +216,68 @@ class SocksRelay:
             with contextlib.suppress(Exception):
                 await writer.wait_closed()
 
-    async def _greet(
+    def _authorized(self, headers: list[tuple[bytes, bytes]]) -> bool:
+        for name, value in headers:
+            if name.lower() == b"proxy-authorization":
+                return hmac.compare_digest(value, self._expected)
+        return False
+
+    async def _authenticate(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-    ) -> tuple[str, int] | None:
-        """The no-auth SOCKS5 handshake with the browser; the requested (host, port)."""
-        version, count = await reader.readexactly(2)
-        methods = await reader.readexactly(count)
-        if version != 5 or 0 not in methods:
-            writer.write(b"\x05\xff")
+    ) -> tuple[bytes, bytes, list[tuple[bytes, bytes]]] | None:
+        """Read requests until one carries the relay's credentials (407 to the others)."""
+        for attempt in range(_AUTH_TRIES):
+            first = await reader.readexactly(1)
+            if not first.isalpha():  # not HTTP (a SOCKS greeting, TLS): answer at once
+                raise _BadRequest(b"400 Bad Request")
+            head = first + await reader.readuntil(b"\r\n\r\n")
+            method, target, headers = _split_head(head)
+            if self._authorized(headers):
+                return method, target, headers
+            self.stats.refused += 1
+            last = attempt == _AUTH_TRIES - 1
+            writer.write(
+                _response(
+                    b"407 Proxy Authentication Required",
+                    b'Proxy-Authenticate: Basic realm="fleetwright-relay"',
+                    close=last,
+                )
+            )
             await writer.drain()
-            return None
-        writer.write(b"\x05\x00")
-        version, command, _, atyp = await reader.readexactly(4)
-        if atyp == 1:
-            host = str(ipaddress.IPv4Address(await reader.readexactly(4)))
-        elif atyp == 3:
-            host = (await reader.readexactly((await reader.readexactly(1))[0])).decode("idna")
-        elif atyp == 4:
-            host = str(ipaddress.IPv6Address(await reader.readexactly(16)))
-        else:
-            await self._reply(writer, _UNSUPPORTED)
-            return None
-        (port,) = struct.unpack("!H", await reader.readexactly(2))
-        if command != 1:  # CONNECT only
-            await self._reply(writer, _UNSUPPORTED)
-            return None
-        return host, port
+            if _has_body(headers):
+                return None  # a refused request with a body: do not read it, hang up
+        logger.warning(
+            "Relay for proxy %s refused a client without its credentials", self.upstream.name
+        )
+        return None
 
-    async def _reply(self, writer: asyncio.StreamWriter, code: int) -> None:
-        writer.write(bytes([5, code, 0, 1, 0, 0, 0, 0, 0, 0]))
-        await writer.drain()
-
-    async def _tunnel(
-        self, target: tuple[str, int], reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    async def _forward(
+        self,
+        method: bytes,
+        target: bytes,
+        headers: list[tuple[bytes, bytes]],
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
     ) -> None:
-        host, port = target
+        """Open the target through the upstream; tunnel (CONNECT) or pass one request on."""
+        text = target.decode("latin-1")
+        if method == b"CONNECT":
+            host, port = _host_port(text, 443)
+            first = b""
+        else:
+            url = urlsplit(text)
+            if url.scheme != "http" or not url.netloc:
+                raise _BadRequest(b"400 Bad Request")
+            host, port = _host_port(url.netloc, 80)
+            path = (url.path or "/") + (f"?{url.query}" if url.query else "")
+            kept = [(n, v) for n, v in headers if n.lower() not in _HOP_HEADERS]
+            lines = [method + b" " + path.encode("latin-1") + b" HTTP/1.1"]
+            lines += [n + b": " + v for n, v in kept] + [b"Connection: close"]
+            first = b"\r\n".join(lines) + b"\r\n\r\n"
         try:
             sock = await self._client().connect(host, port, timeout=self._timeout.total_seconds())
         except (SocksProxyError, SocksTimeoutError, OSError) as exc:
             self.stats.failures += 1
-            code = _UNREACHABLE if isinstance(exc, SocksTimeoutError) else _FAILURE
-            if isinstance(exc, SocksProxyError) and exc.error_code in (_REFUSED, _UNREACHABLE):
-                code = exc.error_code
             logger.warning(
                 "Relay for proxy %s could not open %s:%s upstream: %s",
                 self.upstream.name,
@@ -200,16 +285,34 @@ class SocksRelay:
                 port,
                 redact_url(str(exc)),
             )
-            await self._reply(writer, code)
+            status = (
+                b"504 Gateway Timeout"
+                if isinstance(exc, SocksTimeoutError)
+                else (b"502 Bad Gateway")
+            )
+            writer.write(_response(status))
+            await writer.drain()
             return
         up_reader, up_writer = await asyncio.open_connection(sock=sock)
         try:
-            await self._reply(writer, _OK)
+            if method == b"CONNECT":
+                writer.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
+                await writer.drain()
+            else:
+                up_writer.write(first)
             await asyncio.gather(_pipe(reader, up_writer), _pipe(up_reader, writer))
         finally:
             up_writer.close()
             with contextlib.suppress(Exception):
                 await up_writer.wait_closed()
+
+
+def _has_body(headers: list[tuple[bytes, bytes]]) -> bool:
+    for name, value in headers:
+        lowered = name.lower()
+        if lowered == b"transfer-encoding" or (lowered == b"content-length" and value != b"0"):
+            return True
+    return False
 
 
 async def _pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
@@ -223,6 +326,51 @@ async def _pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
         with contextlib.suppress(Exception):
             if dst.can_write_eof():
                 dst.write_eof()
+
+
+async def check_socks_credentials(spec: ProxySpec, *, timeout: timedelta) -> None:
+    """Authenticate to the SOCKS5 upstream and hang up (RFC 1928/1929: greeting and
+    username/password only, no CONNECT), so wrong credentials fail the session up front as a
+    ProxyAuthError naming the proxy instead of as a failed tunnel later."""
+    if spec.scheme != "socks5" or not spec.username:
+        return
+    where = f"proxy {spec.name!r} ({spec.server})"
+    if len(spec.username.encode()) > 255 or len((spec.password or "").encode()) > 255:
+        raise ProxyAuthError(f"{where}: SOCKS5 usernames and passwords are at most 255 bytes")
+    try:
+        reader, writer = await asyncio.wait_for(
+            asyncio.open_connection(spec.host, spec.port), timeout.total_seconds()
+        )
+    except (OSError, TimeoutError):
+        raise ProxyError(
+            f"{where} is unreachable; check that it is running and the host/port are right"
+        ) from None
+    try:
+        user, password = spec.username.encode(), (spec.password or "").encode()
+        writer.write(b"\x05\x01\x02")
+        await writer.drain()
+        _, method = await asyncio.wait_for(reader.readexactly(2), timeout.total_seconds())
+        if method != 2:
+            raise ProxyAuthError(
+                f"{where} does not accept username/password authentication (SOCKS5); "
+                "fix the proxy's settings or its Proxy block"
+            )
+        writer.write(bytes([1, len(user)]) + user + bytes([len(password)]) + password)
+        await writer.drain()
+        _, status = await asyncio.wait_for(reader.readexactly(2), timeout.total_seconds())
+        if status != 0:
+            raise ProxyAuthError(
+                f"{where} refused the credentials for user {spec.username!r} (SOCKS5); "
+                "fix the username/password in its Proxy block"
+            )
+    except (asyncio.IncompleteReadError, ConnectionError, TimeoutError):
+        raise ProxyError(
+            f"{where} dropped the SOCKS5 handshake; check that it is a SOCKS5 proxy"
+        ) from None
+    finally:
+        writer.close()
+        with contextlib.suppress(Exception):
+            await writer.wait_closed()
 
 
 class RelayRegistry:
@@ -240,18 +388,19 @@ class RelayRegistry:
     def _key(spec: ProxySpec) -> tuple[object, ...]:
         return (spec.name, spec.scheme, spec.host, spec.port, spec.username, spec.password)
 
-    async def acquire(self, spec: ProxySpec, *, port: int = 0) -> str:
-        """The local relay URL for `spec`, starting the relay on first use."""
+    async def acquire(self, spec: ProxySpec, *, port: int = 0) -> SocksRelay:
+        """The local relay for `spec`, started on first use."""
         key = self._key(spec)
         async with self._lock:
             if key in self._relays:
                 relay, refs = self._relays[key]
                 self._relays[key] = (relay, refs + 1)
-                return relay.url
+                return relay
+            await check_socks_credentials(spec, timeout=self._timeout)
             relay = SocksRelay(spec, port=port, connect_timeout=self._timeout)
             await relay.start()
             self._relays[key] = (relay, 1)
-            return relay.url
+            return relay
 
     async def release(self, spec: ProxySpec) -> None:
         """Drop one user of the relay for `spec`; the last one stops it."""

@@ -21,14 +21,15 @@ from typing import Any
 from sqlalchemy import or_, update
 from sqlalchemy.orm import Session
 
-from fleetwright.catalogue.db import session_scope
-from fleetwright.catalogue.models import Profile, utcnow
+from fleetwright.catalogue.db import db_now, session_scope
+from fleetwright.catalogue.models import Profile
 from fleetwright.errors import ProfileBusyError
 
 __all__ = [
     "ProfileLease",
     "acquire",
     "busy_error",
+    "db_now",
     "external",
     "holder_of",
     "lease",
@@ -48,8 +49,9 @@ external: Callable[..., AbstractAsyncContextManager[Any]] | None = None
 
 
 def take(session: Session, profile_id: int, holder: str, ttl: timedelta) -> bool:
-    """In the caller's transaction: take the lease if it is free, expired or already ours."""
-    now = utcnow()
+    """In the caller's transaction: take the lease if it is free, expired or already ours
+    (expiry judged by the database's clock)."""
+    now = db_now(session)
     result = session.execute(
         update(Profile)
         .where(
@@ -93,7 +95,7 @@ def renew(profile_id: int, holder: str, ttl: timedelta, *, url: str | None = Non
         result = s.execute(
             update(Profile)
             .where(Profile.id == profile_id, Profile.lease_holder == holder)
-            .values(lease_expires_at=utcnow() + ttl, updated_at=Profile.updated_at)
+            .values(lease_expires_at=db_now(s) + ttl, updated_at=Profile.updated_at)
             .execution_options(synchronize_session=False)
         )
         return bool(result.rowcount == 1)  # type: ignore[attr-defined]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
 import html
 import secrets
 import socket
@@ -77,6 +78,7 @@ async def login(request: Request) -> Response:
             return _page("Sign in", "<p id=error>User and password are required.</p>" + _LOGIN)
         token = secrets.token_hex(16)
         request.app.state.sessions[token] = user
+        request.app.state.logins[user] = hashlib.sha256(password.encode()).hexdigest()
         response = RedirectResponse("/account", status_code=303)
         response.set_cookie(SESSION_COOKIE, token, httponly=True, samesite="lax")
         return response
@@ -256,8 +258,9 @@ class _Delay:
         await self.app(scope, receive, send)
 
 
-def create_app(*, delay: timedelta = timedelta(0)) -> ASGIApp:
-    """The site as an ASGI app; every response waits `delay` first."""
+def create_app(*, delay: timedelta = timedelta(0), logins: dict[str, str] | None = None) -> ASGIApp:
+    """The site as an ASGI app; every response waits `delay` first. `logins` collects the
+    SHA-256 of the password each user last signed in with (tests check what arrived)."""
     app = Starlette(
         routes=[
             Route("/", index),
@@ -273,6 +276,7 @@ def create_app(*, delay: timedelta = timedelta(0)) -> ASGIApp:
         ]
     )
     app.state.sessions = {}
+    app.state.logins = logins if logins is not None else {}
     seconds = delay.total_seconds()
     if seconds < 0:
         raise ValueError("delay must not be negative")
@@ -289,8 +293,10 @@ class SiteServer:
         self.port: int = self._sock.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}"
         self.delay = delay
+        #: user → SHA-256 of the password the site last received from them
+        self.logins: dict[str, str] = {}
         config = uvicorn.Config(
-            create_app(delay=delay),
+            create_app(delay=delay, logins=self.logins),
             log_level="warning",
             access_log=False,
             lifespan="off",

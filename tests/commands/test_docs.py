@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 import uuid
 from pathlib import Path
@@ -39,14 +40,21 @@ name: demo-login
 version: "1"
 params:
   base_url: {{type: str}}
-  password: {{type: str}}
+  password: {{type: secret, default: "site-{{{{ profile.name }}}}"}}
 python: "{module}:run"
 """
         )
     )
     ctx.profile = {"name": "erin"}
+
+    async def loader(name: str) -> str:
+        assert name == "site-erin"
+        return "erin-pw"
+
+    ctx.secret_loader = loader
     with serve_site() as site:
-        ctx.params = {"base_url": site.url, "password": "pw"}
+        ctx.params = {"base_url": site.url}
         result = await run_steps(page, spec, ctx)
+        assert site.logins["erin"] == hashlib.sha256(b"erin-pw").hexdigest()
     assert result.outputs["run"] == {"user": "erin", "products": [p[1] for p in PRODUCTS]}
     assert (ctx.artifacts_dir / "products.png").is_file()

@@ -118,6 +118,11 @@ async def _run(
             openai.answer(json.dumps(_instance(step.args["schema"])))
     ctx.integrations = integrations
     ctx.profile = {"name": "demo-alice"}
+
+    async def secrets(name: str) -> str:  # a Secret block per name, as `secret set` stores
+        return f"pw-{name}"
+
+    ctx.secret_loader = secrets
     with serve_site() as site:
         params = {"base_url": site.url}
         for name, param in spec.params.items():

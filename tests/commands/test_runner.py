@@ -222,6 +222,46 @@ steps:
     assert not (ctx.artifacts_dir.parent.parent / "etc").exists()
 
 
+@pytest.mark.parametrize("where", ["/etc/hostname", "../outside.txt", "link.txt"])
+async def test_uploads_stay_in_the_upload_folders(
+    page: Any,
+    ctx: CommandContext,
+    site: str,
+    cmd: Cmd,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    where: str,
+) -> None:
+    from fleetwright.settings import reset_settings
+
+    base = tmp_path / "base"
+    base.mkdir()
+    (tmp_path / "outside.txt").write_text("secret")
+    (base / "link.txt").symlink_to(tmp_path / "outside.txt")  # a link out of the folder
+    ctx.base_dir = base
+    monkeypatch.setenv("FLEETWRIGHT_UPLOAD_DIRS", str(tmp_path / "uploads"))
+    reset_settings()
+    spec = cmd(
+        f"""
+name: upload-escape
+version: "1"
+params: {{where: {{type: str}}}}
+steps:
+  - goto: "{site}/widgets"
+  - upload: {{selector: "#upload", files: "{{{{ params.where }}}}"}}
+"""
+    )
+    ctx.params = {"where": where}
+    with pytest.raises(StepError, match=r"step 2 \(upload\): .* is outside the upload folders"):
+        await run_steps(page, spec, ctx)
+    # the operator's folders are allowed as well as the caller's base_dir
+    (tmp_path / "uploads").mkdir()
+    (tmp_path / "uploads" / "ok.txt").write_text("fine")
+    ctx.params = {"where": str(tmp_path / "uploads" / "ok.txt")}
+    assert (await run_steps(page, spec, ctx)).ok
+    reset_settings()
+
+
 async def test_missing_selector_is_step_error_with_screenshot(
     page: Any, ctx: CommandContext, site: str, cmd: Cmd
 ) -> None:

@@ -112,3 +112,51 @@ def test_profile_fields_the_session_engine_provides_pass_the_static_check() -> N
     steps = ", ".join(f"{{goto: 'about:blank#{{{{ profile.{k} }}}}'}}" for k in scope)
     spec = parse_command(yaml.safe_load(f"name: d\nversion: '1'\nsteps: [{steps}]"))
     assert len(spec.steps) == len(scope)
+
+
+def _secret_command(default: str | None = "site-{{ profile.name }}") -> Any:
+    password: dict[str, Any] = {"type": "secret"}
+    if default is not None:
+        password["default"] = default
+    return parse_command(
+        {
+            "name": "login",
+            "version": "1",
+            "params": {"password": password},
+            "steps": [{"fill": {"selector": "#pw", "value": "{{ params.password }}"}}],
+        }
+    )
+
+
+async def test_secret_params_carry_block_names_and_resolve_per_profile() -> None:
+    from fleetwright.commands.secrets import resolve_secret_params
+
+    spec = _secret_command()
+    values = validate_params(spec, {})
+    assert values == {"password": "site-{{ profile.name }}"}  # a name, never the value
+    assert validate_params(spec, {"password": "shared-login"}) == {"password": "shared-login"}
+    asked: list[str] = []
+
+    async def loader(name: str) -> str:
+        asked.append(name)
+        return f"value-of-{name}"
+
+    resolved, secrets = await resolve_secret_params(
+        spec, values, profile={"name": "Ada_1"}, loader=loader
+    )
+    # a rendered per-profile name becomes a valid block name, as `fleetwright secret set` does
+    assert asked[0].startswith("site-ada-1-") and resolved["password"] == secrets[0]
+
+
+@pytest.mark.parametrize("given", ["hunter2 with spaces", "Pa$$w0rd!", 12345])
+def test_secret_param_refuses_what_looks_like_the_secret_itself(given: Any) -> None:
+    with pytest.raises(ValidationError, match="name of a Secret block") as info:
+        validate_params(_secret_command(), {"password": given})
+    assert str(given) not in info.value.message
+
+
+def test_secret_name_template_may_only_use_profile_fields() -> None:
+    with pytest.raises(TemplateError, match=r"parameter 'password'.*only use profile fields"):
+        _secret_command("site-{{ run.id }}")
+    with pytest.raises(TemplateError, match="parameter 'password'"):
+        _secret_command("site-{{ profile.nope }}")

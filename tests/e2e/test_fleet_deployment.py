@@ -92,12 +92,15 @@ def stack(prefect_api: str, tmp_path_factory: pytest.TempPathFactory) -> Iterato
 
 
 def _profiles(prefix: str, n: int, tag: str) -> list[str]:
+    from fleetwright.embedded.demo import store_demo_passwords
     from fleetwright.registry import import_profiles
 
     items = [(f"i{i}", {"name": f"{prefix}{i:02d}", "tags": [tag]}) for i in range(n)]
     report = asyncio.run(import_profiles(items))
     assert not report.errors, report.errors
-    return [d["name"] for _, d in items]
+    names = [d["name"] for _, d in items]
+    asyncio.run(store_demo_passwords(names))  # the demo command reads each one's password
+    return names
 
 
 async def _wait_state(flow_run_id: str, states: set[str], timeout: float) -> str:

@@ -20,6 +20,7 @@ def site() -> Iterator[SiteServer]:
 @pytest.fixture
 def make_profiles(prefect_api: str, home: Path):
     """Create profiles (blocks + rows) through the registry; returns their names."""
+    from fleetwright.embedded.demo import store_demo_passwords
     from fleetwright.registry import import_profiles
 
     def make(n: int, *, prefix: str = "p", tags: list[str] | None = None) -> list[str]:
@@ -27,6 +28,8 @@ def make_profiles(prefect_api: str, home: Path):
                  for i in range(n)]  # fmt: skip
         report = asyncio.run(import_profiles(items))
         assert not report.errors, report.errors
-        return [name for _, d in items for name in [d["name"]]]
+        names = [name for _, d in items for name in [d["name"]]]
+        asyncio.run(store_demo_passwords(names))  # the demo command reads each one's password
+        return names
 
     return make

@@ -151,6 +151,85 @@ async def test_redis_delivery_log_is_shared(redis_url: str) -> None:
     assert not await two.first_time(delivery)
 
 
+def test_body_over_the_cap_is_413_before_it_is_read(captured: list[dict[str, Any]]) -> None:
+    app = create_app(SECRET, emit=lambda **event: captured.append(event), max_body=4096)
+    with _Server(app) as url:
+        port = int(url.split(":")[2].split("/")[0])
+        # A declared 30 MB body: answered at once, without waiting for (or reading) the body.
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            sock.sendall(
+                b"POST /github HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                b"X-GitHub-Event: issues\r\nX-GitHub-Delivery: big-1\r\n"
+                b"Content-Length: 31457280\r\n\r\n{"
+            )
+            assert sock.recv(4096).startswith(b"HTTP/1.1 413")
+
+        # A streamed body without a length is cut off once it passes the cap.
+        def chunks() -> Iterator[bytes]:
+            yield b'{"padding": "'
+            for _ in range(10):
+                yield b"x" * 1024
+
+        resp = httpx.post(url, content=chunks(), headers={"X-GitHub-Event": "issues"}, timeout=10)
+        assert resp.status_code == 413
+        # Signed, but over the cap: still refused.
+        big = _issue_labelled()
+        big["issue"]["body"] = "y" * 8000
+        assert deliver_webhook(url, "issues", big, secret=SECRET).status_code == 413
+    assert captured == []
+
+
+def test_failed_emit_gives_the_delivery_back_for_redelivery() -> None:
+    emitted: list[dict[str, Any]] = []
+    failures = [RuntimeError("EventTooLarge")]
+
+    def emit(**event: Any) -> None:
+        if failures:
+            raise failures.pop()
+        emitted.append(event)
+
+    with _Server(create_app(SECRET, emit=emit)) as url:
+        delivery = str(uuid.uuid4())
+        sent = [
+            deliver_webhook(url, "issues", _issue_labelled(), secret=SECRET, delivery=delivery)
+            for _ in range(3)
+        ]
+    assert [r.status_code for r in sent] == [503, 202, 409]
+    assert "redeliver" in sent[0].json()["error"]
+    assert len(emitted) == 1
+
+
+def test_large_signed_delivery_is_trimmed_to_what_the_event_needs(
+    receiver: str, captured: list[dict[str, Any]]
+) -> None:
+    import json
+
+    from fleetwright.integrations.webhooks import MAX_TEXT
+
+    big = _issue_labelled()
+    big["issue"]["body"] = "profiles: shop-de-1\n" + "z" * 5_000_000
+    big["comment"] = {"body": "c" * 1_000_000}
+    resp = deliver_webhook(receiver, "issues", big, secret=SECRET)
+    assert resp.status_code == 202, resp.text
+    [event] = captured
+    assert event["payload"]["profiles"] == ["shop-de-1"]
+    assert len(event["payload"]["issue"]["body"]) <= MAX_TEXT + 20
+    assert len(json.dumps(event, default=str)) < 4 * MAX_TEXT
+
+
+def test_replay_window_survives_a_restart_with_redis(redis_url: str) -> None:
+    delivery = str(uuid.uuid4())
+    codes = []
+    for _ in range(2):  # two receivers one after the other: a restart
+        app = create_app(SECRET, deliveries=RedisDeliveryLog(redis_url), emit=lambda **e: None)
+        with _Server(app) as url:
+            resp = deliver_webhook(
+                url, "issues", _issue_labelled(), secret=SECRET, delivery=delivery
+            )
+            codes.append(resp.status_code)
+    assert codes == [202, 409]
+
+
 def test_profiles_named() -> None:
     assert profiles_named("profile: a\n- profiles: b, c\nnothing") == ["a", "b", "c"]
     assert profiles_named(None) == []

@@ -74,8 +74,10 @@ async def test_chromium_through_the_socks5_relay(
     spec = microsocks.spec("socks")
     first = await browser_proxy(spec, registry=registry)
     second = await browser_proxy(spec, registry=registry)  # a second session shares it
-    assert first == second and set(first) == {"server"} and registry.users(spec) == 2
-    assert first["server"].startswith("socks5://127.0.0.1:")
+    assert first == second and set(first) == {"server", "username", "password"}
+    assert registry.users(spec) == 2
+    assert first["server"].startswith("http://127.0.0.1:")
+    assert first["password"] != "socks-secret"  # the relay's own, not the upstream's
     before = echo.hits
     assert await _visit(browser, first, echo.url) == "127.0.0.3"
     after = echo.hits

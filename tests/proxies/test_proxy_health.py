@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 from typing import Any
 
@@ -10,7 +11,7 @@ from sqlalchemy import select
 
 from fleetwright.catalogue.db import session_scope
 from fleetwright.catalogue.models import Proxy, utcnow
-from fleetwright.errors import ProxyAuthError, ProxyError
+from fleetwright.errors import ProbeEndpointError, ProxyAuthError, ProxyError
 from fleetwright.proxies.health import (
     HealthPolicy,
     due_for_probe,
@@ -19,6 +20,7 @@ from fleetwright.proxies.health import (
     report_session_result,
     try_probe,
 )
+from fleetwright.specs import ProxySpec
 from fleetwright.testing.proxies import IPEchoServer, MicroSocks, TinyProxy, free_port
 
 FAST = timedelta(seconds=3)
@@ -146,3 +148,44 @@ def test_session_failures_raise_the_score_and_it_decays(db: str, rows: Any) -> N
     assert report_session_result(proxy_id, True, now=t0 + timedelta(minutes=3), **kw) is None
     with session_scope(db) as s:
         assert s.get(Proxy, proxy_id).health == "quarantined"  # type: ignore[union-attr]
+
+
+async def test_a_failing_endpoint_is_not_blamed_on_the_proxy(
+    db: str, rows: Any, tinyproxy: TinyProxy, echo: IPEchoServer
+) -> None:
+    down = f"http://127.0.0.1:{free_port()}/ip"  # nothing listens there
+    with pytest.raises(ProbeEndpointError, match=r"fails directly too.*'tiny'.*not judged"):
+        await probe(tinyproxy.spec("tiny"), echo_url=down, timeout=FAST)
+    with pytest.raises(ProbeEndpointError, match=r"IP-echo endpoint .* fails directly too"):
+        await probe(tinyproxy.spec("tiny"), echo_url=echo.garbage_url, timeout=FAST)
+    with session_scope(db) as s:
+        proxy_id = rows.proxy(s, "tiny", port=tinyproxy.port, username="fleet").id
+    for _ in range(5):
+        result = await try_probe(tinyproxy.spec("tiny"), echo_url=down, timeout=FAST)
+        assert not result.ok and result.endpoint_failed
+        assert record_probe_result(proxy_id, result, url=db, emit_events=False) is None
+    with session_scope(db) as s:
+        row = s.get(Proxy, proxy_id)
+        assert row.health != "quarantined" and not row.error_score
+
+
+async def test_a_proxy_answering_errors_is_blamed_when_the_endpoint_works(
+    echo: IPEchoServer,
+) -> None:
+    """A broken proxy that answers 502 to everything, while the echo endpoint works directly."""
+
+    async def broken(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(broken, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    spec = ProxySpec(name="broken", scheme="http", host="127.0.0.1", port=port)
+    try:
+        result = await try_probe(spec, echo_url=echo.ip_url, timeout=FAST)
+    finally:
+        server.close()
+    assert not result.ok and not result.endpoint_failed
+    assert result.error and "'broken'" in result.error and "HTTP 502" in result.error

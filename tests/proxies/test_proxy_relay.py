@@ -1,20 +1,40 @@
-"""The loopback SOCKS5 relay: upstream authentication, sharing, a taken port, Chromium."""
+"""The loopback relay: upstream authentication, its own credentials (other local clients are
+refused), sharing, a taken port."""
 
 from __future__ import annotations
 
+import asyncio
+import base64
 import socket
 from datetime import timedelta
 
 import httpx
 import pytest
 
-from fleetwright.errors import ProxyError
+from fleetwright.errors import ProxyAuthError, ProxyError
 from fleetwright.proxies.relay import RelayRegistry, SocksRelay, needs_relay
 from fleetwright.testing.proxies import IPEchoServer, MicroSocks
 
 
 def _via(url: str) -> httpx.AsyncClient:
     return httpx.AsyncClient(proxy=url, timeout=5, trust_env=False)
+
+
+def _with_credentials(relay: SocksRelay) -> str:
+    settings = relay.browser_proxy()
+    host = settings["server"].removeprefix("http://")
+    return f"http://{settings['username']}:{settings['password']}@{host}"
+
+
+async def _raw(port: int, request: bytes) -> bytes:
+    """Send `request` to the relay as any local process could; the reply's first bytes."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(request)
+        await writer.drain()
+        return await asyncio.wait_for(reader.read(4096), timeout=5)
+    finally:
+        writer.close()
 
 
 async def test_direct_unauthenticated_connection_to_microsocks_is_refused(
@@ -33,13 +53,61 @@ async def test_relay_authenticates_upstream(microsocks: MicroSocks, echo: IPEcho
     relay = SocksRelay(spec)
     url = await relay.start()
     try:
-        assert url.startswith("socks5://127.0.0.1:") and "@" not in url
+        assert url.startswith("http://127.0.0.1:") and "@" not in url
         before = echo.hits["127.0.0.3"]
-        async with _via(url) as client:  # no credentials on the local side
+        async with _via(_with_credentials(relay)) as client:
             response = await client.get(echo.ip_url)
         assert response.json() == {"ip": "127.0.0.3"}
         assert echo.hits["127.0.0.3"] == before + 1
-        assert relay.stats.connections == 1 and relay.stats.failures == 0
+        # A CONNECT tunnel, as Chromium opens for https and websockets.
+        target = echo.ip_url.removeprefix("http://").split("/", 1)[0]
+        auth = base64.b64encode(f"{relay.username}:{relay.browser_proxy()['password']}".encode())
+        reader, writer = await asyncio.open_connection("127.0.0.1", relay.port)
+        writer.write(
+            f"CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n".encode()
+            + b"Proxy-Authorization: Basic "
+            + auth
+            + b"\r\n\r\n"
+        )
+        assert (await reader.readuntil(b"\r\n\r\n")).startswith(b"HTTP/1.1 200")
+        writer.write(f"GET /ip HTTP/1.1\r\nHost: {target}\r\nConnection: close\r\n\r\n".encode())
+        assert b'"127.0.0.3"' in await asyncio.wait_for(reader.read(), timeout=5)
+        writer.close()
+        assert echo.hits["127.0.0.3"] == before + 2
+        assert relay.stats.connections == 2 and relay.stats.failures == 0
+    finally:
+        await relay.stop()
+
+
+async def test_another_local_client_is_refused(microsocks: MicroSocks, echo: IPEchoServer) -> None:
+    """Without the relay's own credentials nothing reaches the authenticated upstream."""
+    relay = SocksRelay(microsocks.spec("socks"))
+    await relay.start()
+    try:
+        before = echo.hits["127.0.0.3"]
+        target = echo.ip_url.removeprefix("http://").split("/", 1)[0]
+        wrong = base64.b64encode(f"{relay.username}:guess".encode())
+        for request in (
+            f"CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n".encode(),
+            f"GET {echo.ip_url} HTTP/1.1\r\nHost: {target}\r\n\r\n".encode(),
+            f"CONNECT {target} HTTP/1.1\r\nProxy-Authorization: Basic ".encode()
+            + wrong
+            + b"\r\n\r\n",
+            b"\x05\x01\x00",  # a SOCKS5 greeting: the relay no longer speaks SOCKS5
+        ):
+            reply = await _raw(relay.port, request)
+            assert not reply or reply.startswith((b"HTTP/1.1 407", b"HTTP/1.1 400")), reply
+        async with _via(relay.url) as client:
+            with pytest.raises(httpx.ProxyError):
+                await client.get(echo.ip_url.replace("http://", "https://"))
+            assert (await client.get(echo.ip_url)).status_code == 407
+        assert echo.hits["127.0.0.3"] == before
+        assert relay.stats.refused >= 4 and relay.stats.connections == 0
+        # Every relay has credentials of its own.
+        other = SocksRelay(microsocks.spec("socks"))
+        await other.start()
+        assert other.browser_proxy()["password"] != relay.browser_proxy()["password"]
+        await other.stop()
     finally:
         await relay.stop()
 
@@ -49,11 +117,10 @@ async def test_relay_with_wrong_upstream_password_fails_the_connection(
 ) -> None:
     spec = microsocks.spec("socks").model_copy(update={"password": "not-the-password"})
     relay = SocksRelay(spec, connect_timeout=timedelta(seconds=3))
-    url = await relay.start()
+    await relay.start()
     try:
-        async with _via(url) as client:
-            with pytest.raises(httpx.ProxyError):
-                await client.get(echo.ip_url)
+        async with _via(_with_credentials(relay)) as client:
+            assert (await client.get(echo.ip_url)).status_code == 502
         assert relay.stats.failures == 1
         assert "could not open" in caplog.text
         assert "not-the-password" not in caplog.text
@@ -77,15 +144,33 @@ async def test_registry_shares_one_relay_per_upstream(
     spec = microsocks.spec("socks")
     first = await registry.acquire(spec)
     second = await registry.acquire(spec)
-    assert first == second and registry.users(spec) == 2
+    assert first is second and registry.users(spec) == 2
     other = await registry.acquire(spec.model_copy(update={"name": "socks-2"}))
-    assert other != first
+    assert other is not first and other.port != first.port
     await registry.release(spec)
-    async with _via(first) as client:  # still served for the remaining user
+    async with _via(_with_credentials(first)) as client:  # still served for the remaining user
         assert (await client.get(echo.ip_url)).json() == {"ip": "127.0.0.3"}
+    url = _with_credentials(first)
     await registry.release(spec)
     assert registry.users(spec) == 0
-    async with _via(first) as client:
+    async with _via(url) as client:
         with pytest.raises(httpx.ConnectError):
             await client.get(echo.ip_url)
     await registry.close()
+
+
+async def test_wrong_upstream_credentials_fail_up_front_as_proxy_auth_error(
+    microsocks: MicroSocks,
+) -> None:
+    registry = RelayRegistry(connect_timeout=timedelta(seconds=3))
+    spec = microsocks.spec("socks").model_copy(update={"password": "not-the-password"})
+    with pytest.raises(
+        ProxyAuthError, match=r"proxy 'socks' \(socks5://.*\) refused the credent"
+    ) as auth:
+        await registry.acquire(spec)
+    assert "not-the-password" not in auth.value.message and not auth.value.retryable
+    assert registry.users(spec) == 0
+    microsocks.stop()
+    with pytest.raises(ProxyError, match="is unreachable") as info:
+        await registry.acquire(microsocks.spec("socks"))
+    assert not isinstance(info.value, ProxyAuthError)
