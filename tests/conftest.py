@@ -7,6 +7,7 @@ import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -185,3 +186,21 @@ def catalogue_url(request: pytest.FixtureRequest, home: Path) -> Iterator[str]:
         yield f"sqlite:///{home / 'catalogue.db'}"
     else:
         yield request.getfixturevalue("pg_url")
+
+
+@pytest.fixture
+def tinyproxy(tmp_path: Path) -> Iterator[Any]:
+    """A real tinyproxy with BasicAuth; its outgoing side is 127.0.0.2."""
+    from fleetwright.testing.proxies import TinyProxy
+
+    with TinyProxy(username="fleet", password="tiny-secret", workdir=tmp_path) as server:
+        yield server
+
+
+@pytest.fixture
+def microsocks() -> Iterator[Any]:
+    """A real microsocks with -u/-P; its outgoing side is 127.0.0.3."""
+    from fleetwright.testing.proxies import MicroSocks
+
+    with MicroSocks(username="fleet", password="socks-secret") as server:
+        yield server

@@ -14,8 +14,6 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from functools import lru_cache
-from importlib.metadata import entry_points
 from typing import Literal
 
 from sqlalchemy import or_, select
@@ -30,6 +28,7 @@ from fleetwright.errors import (
     ProxyError,
     redact_url,
 )
+from fleetwright.listeners import installed, notify
 from fleetwright.proxies.http import fetch_exit_ip, fetch_ip_info, proxy_client
 from fleetwright.proxies.locking import lock_proxy
 from fleetwright.specs import ProxySpec
@@ -212,15 +211,8 @@ def apply_observation(
 HEALTH_LISTENERS = "fleetwright.proxy_health"
 
 
-@lru_cache(maxsize=1)
 def _listeners() -> tuple[Callable[[HealthChange], None], ...]:
-    found: list[Callable[[HealthChange], None]] = []
-    for ep in entry_points(group=HEALTH_LISTENERS):
-        try:
-            found.append(ep.load())
-        except Exception:
-            logger.warning("could not load proxy health listener %s", ep.value, exc_info=True)
-    return tuple(found)
+    return installed(HEALTH_LISTENERS)
 
 
 def emit_health_event(change: HealthChange) -> None:
@@ -233,13 +225,7 @@ def emit_health_event(change: HealthChange) -> None:
         change.error_score,
         change.quarantined_until,
     )
-    for listener in _listeners():
-        try:
-            listener(change)
-        except Exception:
-            logger.warning(
-                "proxy health listener %r failed on %s", listener, change.kind, exc_info=True
-            )
+    notify(_listeners(), change, f"proxy health ({change.kind})")
 
 
 def _observe(

@@ -13,11 +13,9 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from functools import lru_cache
-from importlib.metadata import entry_points
 
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
@@ -25,6 +23,7 @@ from sqlalchemy.orm import Session
 from fleetwright.catalogue.db import db_now
 from fleetwright.catalogue.models import Profile, Proxy, ProxyPool
 from fleetwright.errors import ProxyError, ProxyQuarantinedError
+from fleetwright.listeners import installed, notify
 from fleetwright.proxies.locking import lock_profile, lock_proxies
 
 __all__ = [
@@ -56,24 +55,9 @@ class Failover:
 FAILOVER_LISTENERS = "fleetwright.proxy_failover"
 
 
-@lru_cache(maxsize=1)
-def _failover_listeners() -> tuple[Callable[[Failover], None], ...]:
-    found: list[Callable[[Failover], None]] = []
-    for ep in entry_points(group=FAILOVER_LISTENERS):
-        try:
-            found.append(ep.load())
-        except Exception:
-            logger.warning("could not load failover listener %s", ep.value, exc_info=True)
-    return tuple(found)
-
-
 def notify_failover(failover: Failover) -> None:
     """Hand a committed failover to every listener (a failing one is logged, not raised)."""
-    for listener in _failover_listeners():
-        try:
-            listener(failover)
-        except Exception:
-            logger.warning("failover listener %r failed", listener, exc_info=True)
+    notify(installed(FAILOVER_LISTENERS), failover, "failover")
 
 
 POLICIES = ("sticky", "round_robin", "least_used", "random")

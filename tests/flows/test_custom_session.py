@@ -6,7 +6,6 @@ lease given back) when a step fails."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,20 +24,6 @@ pytestmark = [pytest.mark.prefect, pytest.mark.browser]
 def _prefect(prefect_api: str) -> str:
     """Profiles and proxies are blocks on the test Prefect server."""
     return prefect_api
-
-
-@pytest.fixture
-def tinyproxy(tmp_path: Path) -> Iterator[TinyProxy]:
-    """tinyproxy with BasicAuth; its outgoing side is 127.0.0.2."""
-    with TinyProxy(username="fleet", password="tiny-secret", workdir=tmp_path) as server:
-        yield server
-
-
-@pytest.fixture
-def microsocks() -> Iterator[MicroSocks]:
-    """microsocks with -u/-P; its outgoing side is 127.0.0.3."""
-    with MicroSocks(username="fleet", password="socks-secret") as server:
-        yield server
 
 
 def _add_proxy(spec: Any) -> None:
@@ -126,6 +111,7 @@ def test_custom_flow_socks5_relay_is_released(site, home: Path, microsocks: Micr
             session = await begin_session(name, SIGN_IN, {"base_url": site.url})
             config = await apply_proxy(session)
             seen["server"] = config.server if config else None
+            seen["relay_user"] = config.username if config else None
             seen["during"] = engine.relays.users(spec)
             await launch_profile(session)
             result = await run_command_steps(session)
@@ -138,7 +124,9 @@ def test_custom_flow_socks5_relay_is_released(site, home: Path, microsocks: Micr
 
     out = asyncio.run(through_socks())
     assert out["client"] == "127.0.0.3"  # microsocks' exit address, through the relay
-    assert str(seen["server"]).startswith("socks5://127.0.0.1:")  # the loopback relay
+    # the loopback relay: an HTTP proxy with credentials of its own, not the upstream's
+    assert str(seen["server"]).startswith("http://127.0.0.1:")
+    assert seen["relay_user"] and seen["relay_user"] != "fleet"
     assert (seen["during"], seen["after"]) == (1, 0)  # released when the session ended
     assert out["status"] == "ok" and out["proxy"] == "custom-socks"
     assert out["state_version"] is not None

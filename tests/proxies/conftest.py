@@ -11,27 +11,13 @@ from sqlalchemy.orm import Session
 
 from fleetwright.catalogue.db import session_scope
 from fleetwright.catalogue.models import Profile, Proxy, ProxyPool, utcnow
-from fleetwright.testing.proxies import IPEchoServer, MicroSocks, TinyProxy
+from fleetwright.testing.proxies import IPEchoServer
 
 
 @pytest.fixture(scope="session")
 def echo() -> Iterator[IPEchoServer]:
     """The IP-echo / IP-info fake on 127.0.0.1 (keyed by which loopback address calls)."""
     with IPEchoServer() as server:
-        yield server
-
-
-@pytest.fixture
-def tinyproxy(tmp_path: Any) -> Iterator[TinyProxy]:
-    """tinyproxy with BasicAuth; its outgoing side is 127.0.0.2."""
-    with TinyProxy(username="fleet", password="tiny-secret", workdir=tmp_path) as server:
-        yield server
-
-
-@pytest.fixture
-def microsocks() -> Iterator[MicroSocks]:
-    """microsocks with -u/-P; its outgoing side is 127.0.0.3."""
-    with MicroSocks(username="fleet", password="socks-secret") as server:
         yield server
 
 

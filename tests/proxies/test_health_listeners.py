@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from fleetwright.listeners import installed
 from fleetwright.proxies import health
 from fleetwright.proxies.health import HEALTH_LISTENERS, HealthChange, emit_health_event
 from fleetwright.registry.events import emit_proxy_health
@@ -26,7 +27,7 @@ def _change() -> HealthChange:
 
 
 def test_the_prefect_event_listener_is_installed() -> None:
-    health._listeners.cache_clear()
+    installed.cache_clear()
     assert emit_proxy_health in health._listeners()
     assert HEALTH_LISTENERS == "fleetwright.proxy_health"
 
@@ -40,7 +41,7 @@ def test_every_listener_hears_a_change_and_a_failing_one_is_only_logged(
         raise RuntimeError("listener down")
 
     monkeypatch.setattr(health, "_listeners", lambda: (broken, heard.append))
-    with caplog.at_level(logging.WARNING, logger="fleetwright.proxies.health"):
+    with caplog.at_level(logging.WARNING, logger="fleetwright.listeners"):
         emit_health_event(_change())
     assert heard == [_change()]
-    assert "listener" in caplog.text and "failed on quarantined" in caplog.text
+    assert "proxy health (quarantined) listener" in caplog.text and "failed" in caplog.text

@@ -1,0 +1,35 @@
+"""Listeners installed through entry points: how the engine core tells the Prefect layer
+about what happened (proxy health transitions, failovers) without importing it."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from functools import cache
+from importlib.metadata import entry_points
+from typing import Any
+
+__all__ = ["installed", "notify"]
+
+logger = logging.getLogger(__name__)
+
+
+@cache
+def installed(group: str) -> tuple[Callable[[Any], None], ...]:
+    """The callables registered under entry point `group` (one that fails to load is logged)."""
+    found: list[Callable[[Any], None]] = []
+    for ep in entry_points(group=group):
+        try:
+            found.append(ep.load())
+        except Exception:
+            logger.warning("could not load %s listener %s", group, ep.value, exc_info=True)
+    return tuple(found)
+
+
+def notify(listeners: tuple[Callable[[Any], None], ...], value: Any, what: str) -> None:
+    """Hand `value` to every listener; a failing one is logged, never raised."""
+    for listener in listeners:
+        try:
+            listener(value)
+        except Exception:
+            logger.warning("%s listener %r failed", what, listener, exc_info=True)
