@@ -1,5 +1,7 @@
-"""Listeners installed through entry points: how the engine core tells the Prefect layer
-about what happened (proxy health transitions, failovers) without importing it."""
+"""Entry points between the engine core and the Prefect layer: listeners the core tells what
+happened (proxy health transitions, failovers), and providers it asks for what only the
+Prefect layer can give (a proxy's password from its block, a secret's value, the integrations
+client) — without importing that layer."""
 
 from __future__ import annotations
 
@@ -9,7 +11,7 @@ from functools import cache
 from importlib.metadata import entry_points
 from typing import Any
 
-__all__ = ["installed", "notify"]
+__all__ = ["installed", "notify", "provider"]
 
 logger = logging.getLogger(__name__)
 
@@ -33,3 +35,16 @@ def notify(listeners: tuple[Callable[[Any], None], ...], value: Any, what: str) 
             listener(value)
         except Exception:
             logger.warning("%s listener %r failed", what, listener, exc_info=True)
+
+
+def provider(group: str) -> Callable[..., Any]:
+    """The one callable installed under entry point `group`; a clear error without one."""
+    found = installed(group)
+    if not found:
+        from fleetwright.errors import ConfigurationError
+
+        raise ConfigurationError(
+            f"nothing is installed for the {group} entry point; reinstall Fleetwright "
+            "(pip install -e . in a checkout)"
+        )
+    return found[0]

@@ -9,14 +9,14 @@ changes. The BrowserProfile block derives its fields from ProfileSpec too (block
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from pydantic import BaseModel
-from sqlalchemy import select
+from sqlalchemy import Select, or_, select
 from sqlalchemy.orm import Session
 
-from fleetwright.catalogue.models import Profile, Proxy, ProxyPool
+from fleetwright.catalogue.models import Profile, ProfileTag, Proxy, ProxyPool
 from fleetwright.errors import NotFoundError
 from fleetwright.specs import ProfileSpec
 
@@ -27,6 +27,7 @@ __all__ = [
     "lookup_refs",
     "merge_edit",
     "row_to_spec",
+    "select_profiles",
     "spec_json",
 ]
 
@@ -145,3 +146,25 @@ def merge_edit(
             elif key == "proxy_pool" and value:
                 out["proxy"] = None
     return out
+
+
+def select_profiles(
+    *,
+    names: Sequence[str] = (),
+    tags: Sequence[str] = (),
+    status: str | None = "active",
+) -> Select[Profile]:
+    """Profiles named in `names` or carrying any of `tags` (all when both are empty)."""
+    stmt = select(Profile)
+    if names or tags:
+        cond = []
+        if names:
+            cond.append(Profile.name.in_(list(names)))
+        if tags:
+            cond.append(
+                Profile.id.in_(select(ProfileTag.profile_id).where(ProfileTag.tag.in_(list(tags))))
+            )
+        stmt = stmt.where(or_(*cond))
+    if status:
+        stmt = stmt.where(Profile.status == status)
+    return stmt

@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Mapping
-from functools import lru_cache
-from importlib.metadata import entry_points
 from typing import Any
 
 from fleetwright.commands.models import CommandSpec
 from fleetwright.commands.templating import render
 from fleetwright.errors import ConfigurationError, FleetwrightError, TemplateError
+from fleetwright.listeners import provider
 from fleetwright.specs import block_name_for
 
 __all__ = ["SECRET_LOADERS", "SecretLoader", "default_loader", "resolve_secret_params"]
@@ -33,16 +32,10 @@ SecretLoader = Callable[[str], Awaitable[str]]
 SECRET_LOADERS = "fleetwright.secret_loader"
 
 
-@lru_cache(maxsize=1)
 def default_loader() -> SecretLoader:
-    """The installed secret loader; a clear error when the package metadata has none."""
-    for ep in entry_points(group=SECRET_LOADERS):
-        loaded: SecretLoader = ep.load()
-        return loaded
-    raise ConfigurationError(
-        "no secret loader is installed (the fleetwright.secret_loader entry point); "
-        "reinstall Fleetwright"
-    )
+    """The installed secret loader (Fleetwright's reads Prefect Secret blocks)."""
+    loader: SecretLoader = provider(SECRET_LOADERS)
+    return loader
 
 
 async def resolve_secret_params(

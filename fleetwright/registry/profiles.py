@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Select, func, or_, select
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
@@ -26,6 +26,7 @@ from fleetwright.catalogue.shape import (
     check_refs,
     lookup_refs,
     row_to_spec,
+    select_profiles,
     spec_json,
 )
 from fleetwright.errors import (
@@ -210,28 +211,6 @@ async def archive_profile(
 def get_profile(name: str, *, url: str | None = None) -> dict[str, Any]:
     with session_scope(url) as s:
         return profile_record(_get_row(s, name))
-
-
-def select_profiles(
-    *,
-    names: Sequence[str] = (),
-    tags: Sequence[str] = (),
-    status: str | None = "active",
-) -> Select[Profile]:
-    """Profiles named in `names` or carrying any of `tags` (all when both are empty)."""
-    stmt = select(Profile)
-    if names or tags:
-        cond = []
-        if names:
-            cond.append(Profile.name.in_(list(names)))
-        if tags:
-            cond.append(
-                Profile.id.in_(select(ProfileTag.profile_id).where(ProfileTag.tag.in_(list(tags))))
-            )
-        stmt = stmt.where(or_(*cond))
-    if status:
-        stmt = stmt.where(Profile.status == status)
-    return stmt
 
 
 def list_profiles(

@@ -44,9 +44,9 @@ from fleetwright.errors import (
     StateError,
     ValidationError,
 )
+from fleetwright.listeners import provider
 from fleetwright.proxies.pools import Failover, notify_failover
 from fleetwright.proxies.relay import RelayRegistry
-from fleetwright.registry.proxies import proxy_spec
 from fleetwright.sessions import lease as leases
 from fleetwright.settings import Settings, get_settings
 from fleetwright.specs import ProfileSpec, ProxySpec
@@ -62,6 +62,11 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+#: Entry points the engine asks (it stays free of Prefect): a proxy's spec with its password
+#: (fleetwright.registry.proxies:proxy_spec reads the Proxy block), and the integrations
+#: client for github.* / openai.* steps (fleetwright.integrations:Integrations).
+PROXY_SPECS = "fleetwright.proxy_spec"
+INTEGRATIONS = "fleetwright.integrations"
 
 _KEY_NAMESPACE = uuid.UUID("6c1f5a52-3f0e-4b1e-9d5c-2a8f2f6c9b10")
 
@@ -214,9 +219,7 @@ class SessionEngine:
         self.pool = pool or BrowserPool(settings=self.settings)
         self.relays = RelayRegistry()
         if integrations is None:
-            from fleetwright.integrations import Integrations
-
-            integrations = Integrations()
+            integrations = provider(INTEGRATIONS)()
         self.integrations = integrations
         self.url = url
         self.holder_prefix = holder_prefix or f"{socket.gethostname()}:{os.getpid()}"
@@ -387,7 +390,7 @@ class SessionEngine:
         if handle.proxy is None:
             return None
         if handle.proxy_spec is None:
-            handle.proxy_spec = await proxy_spec(handle.proxy[1], url=self.url)
+            handle.proxy_spec = await provider(PROXY_SPECS)(handle.proxy[1], url=self.url)
             handle.proxy_config = await self._proxy_config(handle.proxy_spec)
             loaded = _Loaded(handle.profile_id, handle.spec)
             await self._check_exit_ip(loaded, handle.proxy[0], handle.proxy_spec)

@@ -8,8 +8,8 @@ from sqlalchemy import select
 
 from fleetwright.catalogue.db import session_scope
 from fleetwright.catalogue.models import Profile, ProfileTag, Run
+from fleetwright.catalogue.shape import select_profiles
 from fleetwright.errors import NotFoundError, ValidationError
-from fleetwright.registry.profiles import select_profiles
 
 __all__ = ["finished_profiles", "resolve_selection"]
 
