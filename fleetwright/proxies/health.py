@@ -301,13 +301,15 @@ def report_session_result(
     now: datetime | None = None,
     policy: HealthPolicy | None = None,
     emit_events: bool = True,
+    auth_failed: bool = False,
 ) -> HealthChange | None:
-    """Count a real session's outcome through the proxy towards its error score."""
+    """Count a real session's outcome through the proxy towards its error score; refused
+    credentials weigh as much as a probe's (the proxy will not get better by itself)."""
     policy = policy or HealthPolicy()
     return _observe(
         proxy_id,
         ok=ok,
-        weight=policy.session_failure,
+        weight=policy.auth_failure if auth_failed else policy.session_failure,
         error=error,
         from_probe=False,
         url=url,

@@ -633,7 +633,13 @@ class SessionEngine:
         proxy_failed = result.error_type is not None and result.error_type.startswith("Proxy")
         if result.status == "ok" or proxy_failed:
             try:
-                report_session_result(proxy_id, result.status == "ok", result.error, url=self.url)
+                report_session_result(
+                    proxy_id,
+                    result.status == "ok",
+                    result.error,
+                    url=self.url,
+                    auth_failed=result.error_type == "ProxyAuthError",
+                )
             except Exception:  # health bookkeeping never fails a session
                 logger.warning("could not record proxy health", exc_info=True)
 

@@ -189,3 +189,18 @@ async def test_a_proxy_answering_errors_is_blamed_when_the_endpoint_works(
         server.close()
     assert not result.ok and not result.endpoint_failed
     assert result.error and "'broken'" in result.error and "HTTP 502" in result.error
+
+
+def test_refused_credentials_in_a_session_weigh_as_much_as_a_probes(db: str, rows: Any) -> None:
+    policy = HealthPolicy()
+    with session_scope(db) as s:
+        proxy_id = rows.proxy(s, "wrong-pw", port=1).id
+    change = report_session_result(
+        proxy_id, False, "proxy refused the credentials", url=db, policy=policy,
+        emit_events=False, auth_failed=True,
+    )  # fmt: skip
+    with session_scope(db) as s:
+        row = s.get(Proxy, proxy_id)
+        assert row is not None and row.error_score == pytest.approx(policy.auth_failure, abs=0.01)
+    assert policy.auth_failure > policy.session_failure
+    assert change is not None and change.kind == "quarantined"
