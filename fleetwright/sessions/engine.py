@@ -41,6 +41,7 @@ from fleetwright.commands import (
 from fleetwright.errors import (
     FleetwrightError,
     NotFoundError,
+    ProxyAuthError,
     StateError,
     ValidationError,
 )
@@ -391,7 +392,12 @@ class SessionEngine:
             return None
         if handle.proxy_spec is None:
             handle.proxy_spec = await provider(PROXY_SPECS)(handle.proxy[1], url=self.url)
-            handle.proxy_config = await self._proxy_config(handle.proxy_spec)
+            try:
+                handle.proxy_config = await self._proxy_config(handle.proxy_spec)
+            except ProxyAuthError as exc:
+                if handle.spec.name in exc.message:
+                    raise
+                raise ProxyAuthError(f"profile {handle.spec.name!r}: {exc.message}") from None
             loaded = _Loaded(handle.profile_id, handle.spec)
             await self._check_exit_ip(loaded, handle.proxy[0], handle.proxy_spec)
         return handle.proxy_config

@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import select
@@ -221,3 +222,31 @@ def test_corrupt_saved_state_fails_the_run_and_frees_the_lease(
         profile = s.scalar(select(Profile).where(Profile.name == "eng-corrupt"))
         assert profile is not None and profile.lease_holder is None
         assert profile.state_version == 1
+
+
+def test_a_wrong_socks5_password_fails_naming_profile_and_proxy_and_counts(
+    prefect_api: str, home: Path, site, microsocks: Any
+) -> None:
+    from fleetwright.catalogue.models import Proxy
+    from fleetwright.errors import ProxyAuthError
+    from fleetwright.registry import add_proxy
+
+    spec = microsocks.spec("bad-socks").model_copy(update={"password": "not-the-password"})
+    asyncio.run(add_proxy(spec))
+    asyncio.run(add_profile(validate_profile({"name": "eng-auth", "proxy": "bad-socks"})))
+
+    async def go() -> None:
+        async with SessionEngine() as engine:
+            await engine.run(
+                SessionRequest(profile="eng-auth", command=LOGIN, params={"base_url": site.url})
+            )
+
+    with pytest.raises(ProxyAuthError) as info:
+        asyncio.run(go())
+    assert "'eng-auth'" in info.value.message and "'bad-socks'" in info.value.message
+    assert "not-the-password" not in info.value.message
+    (row,) = _run_rows()
+    assert row.status == "failed" and row.error_type == "ProxyAuthError"
+    with session_scope() as s:
+        proxy = s.scalar(select(Proxy).where(Proxy.name == "bad-socks"))
+        assert proxy is not None and proxy.error_score >= 3.0 and proxy.health == "quarantined"
