@@ -33,6 +33,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import joinedload
 
 from fleetwright.browser.chromium import chromium_args, find_chromium, needs_no_sandbox
+from fleetwright.browser.procs import tagged_pids
 from fleetwright.browser.session import SESSION_FILE
 from fleetwright.browser.session_storage import capture_session_storage, restore_script
 from fleetwright.browser.spec import ProxyConfig, context_options
@@ -266,20 +267,31 @@ class _Launcher:
         self.pw, self.executable, self.spec, self.proxy, self.headed = (
             pw, executable, spec, proxy, headed,
         )  # fmt: skip
+        self.tag = ""
+
+    async def exited(self, workdir: Path) -> bool:
+        """After the browser went away by itself: wait for its processes to end, then say
+        whether it shut down cleanly (a crash or a kill leaves the previous state)."""
+        deadline = time.monotonic() + _CLOSE_TIMEOUT
+        while time.monotonic() < deadline and await asyncio.to_thread(tagged_pids, self.tag):
+            await asyncio.sleep(0.05)
+        return await asyncio.to_thread(_exited_cleanly, workdir)
 
     async def launch(self, workdir: Path, *extra: str, headless: bool) -> BrowserContext:
+        """The profile's browser on `workdir`; its main process is found by its tag."""
         options = context_options(self.spec.fingerprint)
         if self.proxy is not None:
             options["proxy"] = self.proxy.to_playwright()
         if not headless:
             options["no_viewport"] = False
+        self.tag = secrets.token_hex(8)
         return await self.pw.chromium.launch_persistent_context(
             str(workdir),
             executable_path=str(self.executable),
             args=chromium_args(*extra),
             headless=headless,
             chromium_sandbox=not needs_no_sandbox(),
-            env=_browser_env(secrets.token_hex(8)),
+            env=_browser_env(self.tag),
             handle_sigint=False,
             handle_sigterm=False,
             handle_sighup=False,
@@ -449,7 +461,7 @@ async def _finish(
         if opened.state_mode == "storage":
             opened.saved_version = await _save_storage(opened, launcher, store, workdir)
         else:
-            opened.saved_version = await _save_persistent(opened, store, workdir)
+            opened.saved_version = await _save_persistent(opened, launcher, store, workdir)
         opened.outcome = "saved" if opened.saved_version is not None else "crashed"
     except (FleetwrightError, Exception) as exc:
         opened.outcome = "failed"
@@ -472,7 +484,7 @@ async def _save_storage(
         await _close(opened.context)
         return await asyncio.to_thread(store.save, opened.name, state, None)
     # closed from outside: what it wrote to disk is read back in a headless relaunch
-    if not await asyncio.to_thread(_exited_cleanly, workdir):
+    if not await launcher.exited(workdir):
         logger.warning("profile %s: the browser crashed; the previous state stays", opened.name)
         return None
     origins = sorted(opened.visited)
@@ -508,14 +520,16 @@ def _track_origins(context: BrowserContext, seen: set[str]) -> None:
     context.on("page", on_page)
 
 
-async def _save_persistent(opened: OpenedProfile, store: StateStore, workdir: Path) -> int | None:
+async def _save_persistent(
+    opened: OpenedProfile, launcher: _Launcher, store: StateStore, workdir: Path
+) -> int | None:
     if not opened.browser_closed:
         captured = await capture_session_storage(list(opened.context.pages))
         cookies = [c for c in await opened.context.cookies() if c.get("expires", -1) == -1]
         payload = {"session_storage": captured, "session_cookies": cookies}
         (workdir / SESSION_FILE).write_text(json.dumps(payload))
         await _close(opened.context)
-    elif not await asyncio.to_thread(_exited_cleanly, workdir):
+    elif not await launcher.exited(workdir):
         logger.warning("profile %s: the browser crashed; the previous state stays", opened.name)
         return None
     return await asyncio.to_thread(store.commit, opened.name, workdir, None)
