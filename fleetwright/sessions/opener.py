@@ -33,6 +33,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import joinedload
 
 from fleetwright.browser.chromium import chromium_args, find_chromium, needs_no_sandbox
+from fleetwright.browser.files import atomic_write_bytes
 from fleetwright.browser.procs import tagged_pids
 from fleetwright.browser.session import SESSION_FILE
 from fleetwright.browser.session_storage import capture_session_storage, restore_script
@@ -61,7 +62,7 @@ __all__ = ["OpenedProfile", "Outcome", "check_display", "open_session"]
 logger = logging.getLogger(__name__)
 
 #: how an open session ended: saved, or why nothing was saved
-Outcome = Literal["saved", "crashed", "lease-lost", "failed"]
+Outcome = Literal["saved", "crashed", "lease-lost", "discarded", "failed"]
 Reason = Literal["requested", "browser-closed", "timeout", "lease-lost"]
 
 _READY_TIMEOUT = 30.0
@@ -98,10 +99,13 @@ class OpenedProfile:
     saved_version: int | None = None
     outcome: Outcome | None = None
     reason: Reason | None = None
+    #: the browser's main process
+    browser_pid: int | None = None
     #: http(s) origins the session's pages visited
     visited: set[str] = field(default_factory=set)
     _close: asyncio.Event = field(default_factory=asyncio.Event)
     _gone: asyncio.Event = field(default_factory=asyncio.Event)
+    _lease: leases.ProfileLease | None = None
 
     def request_close(self) -> None:
         """Ask the session to save and close (safe to call more than once)."""
@@ -122,13 +126,14 @@ class OpenedProfile:
             "proxy": self.proxy,
             "holder": self.holder,
             "pid": os.getpid(),
+            "browser_pid": self.browser_pid,
             "started_at": self.started_at.isoformat(),
             "expires_at": self.expires_at.isoformat() if self.expires_at else None,
             "saved_version": self.saved_version,
             "outcome": self.outcome,
         }
 
-    async def wait(self, timeout: timedelta | None = None, *, lease: Any = None) -> Reason:
+    async def wait(self, timeout: timedelta | None = None) -> Reason:
         """Until a close is requested, the browser goes away, the lease is lost or `timeout`."""
         deadline = None if timeout is None else time.monotonic() + timeout.total_seconds()
         requested = open_control.close_requested_path(self.name)
@@ -137,7 +142,7 @@ class OpenedProfile:
                 return "requested"
             if self._gone.is_set():
                 return "browser-closed"
-            if lease is not None and lease.lost:
+            if self._lease is not None and self._lease.lost:
                 return "lease-lost"
             if deadline is not None and time.monotonic() >= deadline:
                 return "timeout"
@@ -161,7 +166,9 @@ def _holder() -> str:
     return f"open:{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
 
 
-def _begin(name: str, holder: str, settings: Settings, store: StateStore, url: str | None) -> _Begun:
+def _begin(
+    name: str, holder: str, settings: Settings, store: StateStore, url: str | None
+) -> _Begun:
     """One transaction: read the profile, take its lease (or fail naming the holder), pick its
     proxy; then its saved state, read under the lease."""
     from fleetwright.proxies.pools import choose_proxy_for
@@ -233,6 +240,17 @@ async def _endpoint(workdir: Path, started: float) -> tuple[int, str]:
     )
 
 
+def _clear_exit_type(workdir: Path) -> None:
+    """Forget the last shutdown's mark, so that only this run's clean exit sets it again."""
+    path = workdir / "Default" / "Preferences"
+    try:
+        prefs = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return
+    if isinstance(prefs.get("profile"), dict) and prefs["profile"].pop("exit_type", None):
+        atomic_write_bytes(path, json.dumps(prefs).encode())
+
+
 def _exited_cleanly(workdir: Path) -> bool:
     """Chromium records a clean shutdown in the profile's Preferences ("exit_type")."""
     try:
@@ -273,7 +291,9 @@ class _Launcher:
         """After the browser went away by itself: wait for its processes to end, then say
         whether it shut down cleanly (a crash or a kill leaves the previous state)."""
         deadline = time.monotonic() + _CLOSE_TIMEOUT
-        while time.monotonic() < deadline and await asyncio.to_thread(tagged_pids, self.tag):
+        while time.monotonic() < deadline:
+            if not await asyncio.to_thread(tagged_pids, self.tag):
+                break
             await asyncio.sleep(0.05)
         return await asyncio.to_thread(_exited_cleanly, workdir)
 
@@ -345,6 +365,7 @@ async def open_session(
                 await _check_exit_ip(begun, pspec, settings, url)
         if begun.spec.state_mode == "persistent":
             workdir = await asyncio.to_thread(store.checkout, name)
+            await asyncio.to_thread(_clear_exit_type, workdir)
         else:
             workdir = settings.home / "open" / f"scratch-{os.getpid()}-{secrets.token_hex(4)}"
             workdir.mkdir(parents=True)
@@ -370,6 +391,9 @@ async def open_session(
                     expires_at=now + timeout if timeout is not None else None,
                     context=context,
                 )
+                opened._lease = held
+                pids = await asyncio.to_thread(tagged_pids, launcher.tag)
+                opened.browser_pid = pids[0] if pids else None
                 context.on("close", lambda _c: opened._gone.set())
                 _track_origins(context, opened.visited)
                 await asyncio.to_thread(open_control.write_record, opened.as_dict())
@@ -377,18 +401,27 @@ async def open_session(
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(context.close(), timeout=_CLOSE_TIMEOUT)
                 raise
-            ok = False
+            ok = discard = False
             try:
                 yield opened
                 ok = True
+            except Exception:
+                discard = True  # the caller's block failed: keep the previous version
+                raise
             finally:
-                if opened.reason is None:
-                    opened.reason = "lease-lost" if held.lost else "requested"
-                await asyncio.shield(
-                    _finish(opened, launcher, store, workdir, ok=ok, lost=held.lost)
-                )
-                workdir = None if opened.outcome == "saved" and begun.spec.state_mode == "persistent" else workdir
-                await asyncio.to_thread(open_control.finish_record, name, opened.as_dict())
+                if held.lost:
+                    opened.reason = "lease-lost"
+                elif opened.reason is None:
+                    opened.reason = "requested"
+                try:
+                    await asyncio.shield(
+                        _finish(opened, launcher, store, workdir, ok=ok, lost=held.lost or discard)
+                    )
+                finally:
+                    if opened.outcome == "saved" and opened.state_mode == "persistent":
+                        workdir = None  # it became the new version
+                    result = {**opened.as_dict(), "reason": opened.reason}
+                    await asyncio.to_thread(open_control.finish_record, name, result)
     finally:
         if workdir is not None:
             await asyncio.to_thread(shutil.rmtree, workdir, True)
@@ -453,9 +486,9 @@ async def _finish(
     context = opened.context
     name = opened.name
     if lost or opened.reason == "lease-lost":
-        opened.outcome = "lease-lost"
+        opened.outcome = "lease-lost" if opened.reason == "lease-lost" else "discarded"
         await _close(context)
-        logger.error("profile %s: the lease was lost; its state was not saved", name)
+        logger.warning("profile %s: state not saved (%s)", name, opened.outcome)
         return
     try:
         if opened.state_mode == "storage":
@@ -490,7 +523,9 @@ async def _save_storage(
     origins = sorted(opened.visited)
     context = await launcher.launch(workdir, headless=True)
     try:
-        await context.route("**/*", lambda route: route.fulfill(body=_BLANK, content_type="text/html"))
+        await context.route(
+            "**/*", lambda route: route.fulfill(body=_BLANK, content_type="text/html")
+        )
         page = context.pages[0] if context.pages else await context.new_page()
         for origin in origins:
             with contextlib.suppress(Exception):
@@ -533,4 +568,3 @@ async def _save_persistent(
         logger.warning("profile %s: the browser crashed; the previous state stays", opened.name)
         return None
     return await asyncio.to_thread(store.commit, opened.name, workdir, None)
-
