@@ -142,3 +142,20 @@ def read_back(tmp_path: Path, site: SiteServer) -> Callable[[str], dict[str, str
             return {k: str(run.outputs[k]["text"]) for k in ("cookie", "local", "idb")}
 
     return read
+
+
+@pytest.fixture
+def worker(prefect_api: str, home: Path) -> Iterator[Callable[..., None]]:
+    """Deploy the named prefect.yaml deployments, then start a process worker for them."""
+    from fleetwright.embedded.stack import deploy_project, start_worker, stop_process
+
+    procs = []
+
+    def start(*names: str) -> None:
+        env = {"FLEETWRIGHT_HOME": os.environ["FLEETWRIGHT_HOME"]}
+        deploy_project(env, names=list(names))
+        procs.append(start_worker(env, log_path=home / "logs" / "worker.log"))
+
+    yield start
+    for p in procs:
+        stop_process(p)
