@@ -65,7 +65,7 @@ logger = logging.getLogger(__name__)
 Outcome = Literal["saved", "crashed", "lease-lost", "discarded", "failed"]
 Reason = Literal["requested", "browser-closed", "timeout", "lease-lost"]
 
-_READY_TIMEOUT = 30.0
+_READY_TIMEOUT = 60.0
 _CLOSE_TIMEOUT = 10.0
 _POLL = 0.25
 _BLANK = "<!doctype html><title></title>"
@@ -226,18 +226,32 @@ def _port_arg(port: int | None) -> str:
     return f"--remote-debugging-port={port or 0}"
 
 
-async def _endpoint(workdir: Path, started: float) -> tuple[int, str]:
-    """Chromium writes its DevTools port and browser path into the user-data-dir."""
+async def _endpoint(workdir: Path, port: int | None) -> tuple[int, str]:
+    """The browser's DevTools port and websocket URL: with a random port Chromium writes both
+    into the user-data-dir; with a fixed one, DevTools' /json/version says it."""
     marker = workdir / "DevToolsActivePort"
+    started = time.monotonic()
     while time.monotonic() - started < _READY_TIMEOUT:
-        with contextlib.suppress(OSError, ValueError):
-            lines = marker.read_text().split()
-            if len(lines) >= 2:
-                return int(lines[0]), f"ws://127.0.0.1:{lines[0]}{lines[1]}"
-        await asyncio.sleep(0.02)
+        if port is None:
+            with contextlib.suppress(OSError, ValueError):
+                lines = marker.read_text().split()
+                if len(lines) >= 2:
+                    return int(lines[0]), f"ws://127.0.0.1:{lines[0]}{lines[1]}"
+        else:
+            with contextlib.suppress(OSError, ValueError, KeyError):
+                ws = await asyncio.to_thread(_version_ws, port)
+                return port, ws
+        await asyncio.sleep(0.05)
     raise ConfigurationError(
         f"Chromium did not open its DevTools endpoint within {_READY_TIMEOUT:g}s; check it runs"
     )
+
+
+def _version_ws(port: int) -> str:
+    import urllib.request
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/json/version", timeout=2) as answer:
+        return str(json.loads(answer.read())["webSocketDebuggerUrl"])
 
 
 def _clear_exit_type(workdir: Path) -> None:
@@ -373,11 +387,10 @@ async def open_session(
 
         async with async_playwright() as pw:
             launcher = _Launcher(pw, executable, begun.spec, proxy_cfg, headed)
-            started = time.monotonic()
             context = await launcher.launch(workdir, port_arg, headless=not headed)
             try:
                 await _restore(context, begun, workdir)
-                cdp_port, ws = await _endpoint(workdir, started)
+                cdp_port, ws = await _endpoint(workdir, port)
                 now = datetime.now(UTC)
                 opened = OpenedProfile(
                     name=name,
