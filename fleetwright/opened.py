@@ -19,7 +19,6 @@ import asyncio
 import contextlib
 import threading
 from collections.abc import AsyncIterator, Iterator
-from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from fleetwright.sessions.opener import OpenedProfile, open_session
@@ -41,10 +40,9 @@ async def open_profile(
     *,
     headed: bool = False,
     port: int | None = None,
-    timeout: timedelta | None = None,
 ) -> AsyncIterator[BrowserContext]:
     """The profile's Playwright BrowserContext for the block; its state saved on a normal exit."""
-    async with open_session(name, headed=headed, port=port, timeout=timeout) as opened:
+    async with open_session(name, headed=headed, port=port) as opened:
         yield opened.context
 
 
@@ -54,7 +52,6 @@ def open_profile_sync(
     *,
     headed: bool = False,
     port: int | None = None,
-    timeout: timedelta | None = None,
 ) -> Iterator[SyncBrowserContext]:
     """The sync twin: the opener runs on a thread of its own; this thread drives the profile
     with Playwright's sync API over the opener's CDP endpoint."""
@@ -67,10 +64,10 @@ def open_profile_sync(
     discard: list[bool] = []
 
     async def hold() -> None:
-        async with open_session(name, headed=headed, port=port, timeout=timeout) as opened:
+        async with open_session(name, headed=headed, port=port) as opened:
             ready.append(opened)
             started.set()
-            opened.reason = await opened.wait(timeout)
+            opened.reason = await opened.wait()
             if discard:
                 raise _Discard
 

@@ -148,3 +148,24 @@ def test_puppeteer_closes_the_browser_then_run_reads_it(
     assert read_back(name) == {
         "cookie": f"pp-{mode}-value", "local": f"pp-{mode}-value", "idb": f"pp-{mode}-value"
     }  # fmt: skip
+
+
+def test_timeout_closes_and_saves_and_bad_input_is_one_line(
+    make_profile, open_profile_proc, fleetwright
+) -> None:
+    name = make_profile("timed")
+    opener = open_profile_proc(name, "--timeout", "2")
+    code, result, err = opener.finish()
+    assert code == 0, err
+    assert result["reason"] == "timeout" and result["outcome"] == "saved"
+    assert result["saved_version"] == 1
+
+    for args, message in [
+        (("profile", "open", "a/b"), "path separator"),
+        (("profile", "open", "ghost"), "unknown profile 'ghost'"),
+        (("profile", "open", name, "--timeout", "0"), "--timeout must be positive"),
+        (("profile", "close", name), f"profile {name!r} is not open on this machine"),
+    ]:
+        bad = fleetwright(*args)
+        assert bad.returncode == 2, (args, bad.stderr)
+        assert message in bad.stderr and bad.stderr.count("\n") == 1, bad.stderr
