@@ -54,6 +54,7 @@ def serve(
     if not 1 <= port <= 65535:
         raise ValidationError(f"--port {port} is outside 1–65535")
     token, source = api_token()
+    api = create_app(token)
     if not address.is_loopback:
         err_console.print(
             f"warning: listening on {host}, beyond this machine; the token guards the API, "
@@ -64,4 +65,4 @@ def serve(
     err_console.print(
         f"Fleetwright API on http://{host}:{port} (token {where}; docs at /docs)", highlight=False
     )
-    uvicorn.run(create_app(token), host=host, port=port, log_level="warning")
+    uvicorn.run(api, host=host, port=port, log_level="warning")

@@ -192,3 +192,17 @@ def test_openapi_conformance(api: str) -> None:
 
         check()
     assert len(calls) >= len(operations)
+
+
+def test_serve_refuses_bad_input_in_one_line(home: Path) -> None:
+    for args, env, message in [
+        (["--host", "localhost-ish"], {}, "is not an IP address"),
+        (["--port", "70000"], {}, "outside 1–65535"),
+        ([], {"FLEETWRIGHT_API_TOKEN": "short"}, "shorter than 16 characters"),
+    ]:
+        proc = subprocess.run(
+            [*FLEETWRIGHT, "api", "serve", *args],
+            env={**os.environ, **env}, capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert proc.returncode == 2, proc.stderr
+        assert message in proc.stderr and proc.stderr.count("\n") == 1, proc.stderr
