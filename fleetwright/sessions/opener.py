@@ -254,6 +254,16 @@ def _version_ws(port: int) -> str:
         return str(json.loads(answer.read())["webSocketDebuggerUrl"])
 
 
+def _sweep_scratch(folder: Path) -> None:
+    """Remove the scratch user-data-dirs of openers that died without cleaning up."""
+    from fleetwright.browser.procs import alive
+
+    for entry in folder.glob("scratch-*-*"):
+        pid = entry.name.split("-")[1]
+        if pid.isdigit() and not alive(int(pid)):
+            shutil.rmtree(entry, ignore_errors=True)
+
+
 def _clear_exit_type(workdir: Path) -> None:
     """Forget the last shutdown's mark, so that only this run's clean exit sets it again."""
     path = workdir / "Default" / "Preferences"
@@ -381,6 +391,7 @@ async def open_session(
             workdir = await asyncio.to_thread(store.checkout, name)
             await asyncio.to_thread(_clear_exit_type, workdir)
         else:
+            await asyncio.to_thread(_sweep_scratch, settings.home / "open")
             workdir = settings.home / "open" / f"scratch-{os.getpid()}-{secrets.token_hex(4)}"
             workdir.mkdir(parents=True)
         from playwright.async_api import async_playwright

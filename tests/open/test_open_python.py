@@ -90,6 +90,20 @@ def test_a_crashed_browser_leaves_the_previous_version(make_profile, site) -> No
     assert asyncio.run(read()) == "kept"
 
 
+def test_a_dead_openers_scratch_folder_is_swept(make_profile, home) -> None:
+    name = make_profile("py-sweep")
+    stale = home / "open" / "scratch-999999999-abcd"
+    (stale / "Default").mkdir(parents=True)
+
+    async def once() -> None:
+        async with open_session(name) as opened:
+            opened.request_close()
+
+    asyncio.run(once())
+    assert not stale.exists()
+    assert [p.name for p in (home / "open").glob("scratch-*")] == []
+
+
 def test_bad_names_and_missing_display(make_profile, monkeypatch: pytest.MonkeyPatch) -> None:
     async def open_(name: str, **kw: object) -> None:
         async with open_session(name, **kw):  # type: ignore[arg-type]
