@@ -5,6 +5,6 @@ choice, failover, quarantine, retries) to the Prefect API while a flow or task r
 active, so they appear on the run's page in the UI, not only in a worker's log file.
 """
 
-from tasks.logs import forward_engine_logs
+from fleetwright.tasks.logs import forward_engine_logs
 
 forward_engine_logs()

@@ -114,7 +114,7 @@ def read_back(tmp_path: Path, site: SiteServer) -> Callable[[str], dict[str, str
 
     def read(name: str) -> dict[str, str]:
         from fleetwright.commands import load_commands
-        from flows.run_command import run_command
+        from fleetwright.flows.run_command import run_command
 
         folder = tmp_path / "commands"
         folder.mkdir(exist_ok=True)
