@@ -16,6 +16,8 @@ FIGURE_NAMES: tuple[str, ...] = (
     "session_start_idb_ms",
     "session_start_with_page_ms",
     "persistent_launch_ms",
+    "open_to_cdp_ready_ms",
+    "open_to_cdp_ready_persistent_ms",
     "throughput_ratio_c1_0ms",
     "throughput_ratio_c4_0ms",
     "throughput_ratio_c8_0ms",

@@ -51,6 +51,7 @@ BENCHMARKS: tuple[Benchmark, ...] = (
             "persistent_launch_ms",
         ),
     ),
+    Benchmark("open", "open_bench", ("open_to_cdp_ready_ms", "open_to_cdp_ready_persistent_ms")),
     Benchmark(
         "throughput",
         "throughput_bench",

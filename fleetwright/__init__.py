@@ -13,12 +13,18 @@ __all__ = [
     "arun_command",
     "arun_deployment",
     "get_run",
+    "open_profile",
+    "open_profile_sync",
     "run_command",
     "run_deployment",
 ]
 
 
 def __getattr__(name: str) -> Any:
+    if name in ("open_profile", "open_profile_sync"):
+        from fleetwright import opened
+
+        return getattr(opened, name)
     if name in __all__:
         from fleetwright import api
 

@@ -80,6 +80,11 @@ class Settings(BaseSettings):
     lease_wait: timedelta = Field(default=timedelta(seconds=30))
     state_versions_kept: int = Field(default=5, ge=1)
     demo_site_port: int = Field(default=8765)
+    api_token: SecretStr | None = Field(
+        default=None,
+        description="Token of the local API (`fleetwright api serve`); default one generated "
+        "into <home>/api-token.",
+    )
     encryption_key: SecretStr | None = Field(
         default=None,
         description="Fernet key for block encryption, given to the local Prefect server "

@@ -26,6 +26,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "proxy": ("fleetwright.cli.proxy", "app", "Proxies, pools and health."),
     "service": ("fleetwright.cli.service", "app", "GitHub and OpenAI service accounts."),
     "secret": ("fleetwright.cli.secret", "app", "Secrets for command parameters."),
+    "api": ("fleetwright.cli.api", "app", "The local HTTP API for opening profiles and runs."),
     "db": ("fleetwright.cli.db", "app", "The catalogue database."),
     "webhooks": ("fleetwright.cli.webhooks", "app", "Receive GitHub webhooks as Prefect events."),
     "commands": ("fleetwright.cli.commands", "app", "Declarative and Python commands."),

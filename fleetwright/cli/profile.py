@@ -459,3 +459,14 @@ def state_rollback(name: str, version: int) -> None:
     finally:
         lease.release(profile_id, holder)
     console.print(f"Profile [bold]{name}[/] now uses state version {version}.")
+
+
+def _mount_open() -> None:
+    """`profile open` / `profile close` live in their own module."""
+    from fleetwright.cli import profile_open
+
+    app.command("open")(profile_open.open_)
+    app.command("close")(profile_open.close)
+
+
+_mount_open()

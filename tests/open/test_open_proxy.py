@@ -1,0 +1,60 @@
+"""An opened profile goes out through its proxy: a SOCKS5 proxy with credentials through the
+loopback relay, the password never in the browser's argv; a fixed CDP port when asked."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from fleetwright.browser.procs import descendants
+from fleetwright.sessions.opener import open_session
+from fleetwright.testing.proxies import IPEchoServer, MicroSocks, free_port
+
+pytestmark = [pytest.mark.prefect, pytest.mark.browser]
+
+
+@pytest.fixture
+def echo() -> Iterator[IPEchoServer]:
+    with IPEchoServer() as server:
+        yield server
+
+
+@pytest.fixture
+def microsocks() -> Iterator[MicroSocks]:
+    with MicroSocks(username="fleet", password="socks-secret") as server:
+        yield server
+
+
+def test_socks5_relay_and_a_fixed_port(
+    make_profile, echo: IPEchoServer, microsocks: MicroSocks
+) -> None:
+    from fleetwright.registry.proxies import add_proxy
+
+    asyncio.run(add_proxy(microsocks.spec("socks")))
+    name = make_profile("proxied", proxy="socks")
+    port = free_port()
+
+    async def visit() -> tuple[str, str, list[bytes]]:
+        async with open_session(name, port=port) as opened:
+            assert opened.proxy == "socks"
+            page = await opened.context.new_page()
+            await page.goto(echo.url + "/")
+            seen = await page.inner_text("#ip")
+            assert opened.browser_pid is not None
+            argv = [
+                Path(f"/proc/{pid}/cmdline").read_bytes()
+                for pid in [opened.browser_pid, *descendants(opened.browser_pid)]
+                if Path(f"/proc/{pid}/cmdline").exists()
+            ]
+            return seen, opened.ws_endpoint, argv
+
+    before = echo.hits["127.0.0.1"]
+    seen, ws, argv = asyncio.run(visit())
+    assert seen == "127.0.0.3"  # microsocks' outgoing address: through the proxy
+    assert echo.hits["127.0.0.1"] == before  # nothing went direct
+    assert ws.startswith(f"ws://127.0.0.1:{port}/devtools/browser/")
+    assert argv and not any(b"socks-secret" in a for a in argv)
+    assert any(b"--remote-debugging-port" in a for a in argv)
