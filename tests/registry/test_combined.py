@@ -344,3 +344,16 @@ def test_edit_triggered_reconcile_of_a_proxy_block(prefect_api: str, catalogue_u
     report = asyncio.run(reconcile_edits(doc_id, url=catalogue_url))
     assert report.rows_updated == ["proxy ui-px"] and report.invalid_blocks == []
     assert get_proxy("ui-px", url=catalogue_url)["port"] == 3129
+
+
+def test_cli_edit_between_import_rows_and_its_blocks(prefect_api: str, catalogue_url: str) -> None:
+    """A `profile edit` lands after an import's rows, before its blocks: the edit's own
+    projection writes the edited profile, the import's projection the rest, once each."""
+    items = [(f"i{i}", {"name": f"ie-{i}", "notes": "imported"}) for i in range(4)]
+    asyncio.run(import_profiles(items, url=catalogue_url, blocks=False))
+    asyncio.run(edit_profile("ie-2", {"notes": "edited"}, url=catalogue_url))
+    again = asyncio.run(import_profiles(items[:2] + items[3:], url=catalogue_url))
+    assert (again.unchanged, again.blocks_written) == (3, 3)
+    notes = {r["name"]: r["notes"] for r in list_profiles(url=catalogue_url)}
+    assert notes == {"ie-0": "imported", "ie-1": "imported", "ie-2": "edited", "ie-3": "imported"}
+    asyncio.run(_rows_equal_blocks(catalogue_url))
