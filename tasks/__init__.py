@@ -5,6 +5,8 @@ choice, failover, quarantine, retries) to the Prefect API while a flow or task r
 active, so they appear on the run's page in the UI, not only in a worker's log file.
 """
 
+from fleetwright.observability.logformat import apply_log_format
 from tasks.logs import forward_engine_logs
 
 forward_engine_logs()
+apply_log_format()

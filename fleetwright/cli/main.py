@@ -39,7 +39,7 @@ def _mount() -> None:
     app.command("status")(status.status)
     app.command("sync")(sync.sync)
     app.command("up")(up.up)
-    for name in ("run", "schedule", "commands", "worker"):
+    for name in ("run", "schedule", "commands", "worker", "metrics", "watch"):
         try:
             module = __import__(f"fleetwright.cli.{name}", fromlist=["x"])
         except ImportError:

@@ -32,6 +32,7 @@ from fleetwright.errors import (
     StateError,
     ValidationError,
 )
+from fleetwright.observability import observe_session
 from fleetwright.proxies.pools import Failover
 from fleetwright.proxies.relay import RelayRegistry
 from fleetwright.registry.events import emit
@@ -310,6 +311,9 @@ class SessionEngine:
         browser_session = None
         saving: asyncio.Future[int] | None = None
         recording: asyncio.Future[None] | None = None
+        obs = observe_session(
+            req, loaded.spec.name, run_id, proxy_name, started=started, pool=self.pool
+        )
 
         async def record() -> None:
             """The lease's renewal stopped, then the run row's outcome and the lease given
@@ -323,9 +327,11 @@ class SessionEngine:
             await asyncio.shield(
                 asyncio.to_thread(self._end, run_id, outcome, extra, release, proxy_id)
             )
+            obs.phase("record")
 
         async def saved(saving: asyncio.Future[int]) -> None:
             result.state_version = await saving
+            obs.phase("save")
             result.status = "ok"
 
         async def saved_and_recorded(saving: asyncio.Future[int]) -> None:
@@ -357,7 +363,9 @@ class SessionEngine:
             )
             async with self.pool.session(spec, timeout=req.timeout, state=begun.state) as session:
                 browser_session = session
+                obs.phase("launch")
                 outcome = await run_steps(session.page, req.command, ctx)
+                obs.phase("steps")
                 result.outputs = _jsonable(outcome.outputs)
                 artifacts.update({p.name: p for p in outcome.artifacts})
                 artifacts.update(session.artifact_paths)
@@ -395,6 +403,7 @@ class SessionEngine:
                 if browser_session is not None:
                     artifacts.update(browser_session.artifact_paths)
                 await record()
+            obs.finish(result)
         return result
 
     async def _proxy_config(self, pspec: ProxySpec) -> ProxyConfig:
