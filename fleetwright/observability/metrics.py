@@ -49,19 +49,24 @@ class FleetMetrics:
 
 _lock = threading.Lock()
 _metrics: FleetMetrics | None = None
-_configured = False
+#: the settings `_metrics` was made for (a new Settings object, e.g. another home, remakes it)
+_made_for: Settings | None = None
+_directory: str | None = None
 
 
 def _enable_multiprocess(directory: str) -> None:
     """Make every metric created from now on in this process write to `directory`."""
+    global _directory
     from prometheus_client import values
 
     os.makedirs(directory, exist_ok=True)
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory
-    if not getattr(values.ValueClass, "_multiprocess", False):
+    if not getattr(values.ValueClass, "_multiprocess", False) or _directory != directory:
         # the class is chosen when prometheus_client is first imported, which may have
-        # happened (through a library) before Fleetwright's settings were read
+        # happened (through a library) before Fleetwright's settings were read; a new one
+        # also opens its files afresh, in the new folder
         values.ValueClass = values.MultiProcessValue()  # type: ignore[no-untyped-call]
+    _directory = directory
 
 
 def _create() -> FleetMetrics:
@@ -144,26 +149,27 @@ def _create() -> FleetMetrics:
 def fleet_metrics(settings: Settings | None = None) -> FleetMetrics | None:
     """This process's metrics, or None when metrics are off (`FLEETWRIGHT_METRICS=false`).
 
-    The first call fixes the folder (the host's `metrics_dir`) for the process's lifetime.
+    They write into the host's `metrics_dir` of the current settings.
     """
-    global _metrics, _configured
-    if _configured:
+    global _metrics, _made_for
+    settings = settings or get_settings()
+    if settings is _made_for:
         return _metrics
     with _lock:
-        if not _configured:
-            settings = settings or get_settings()
+        if settings is not _made_for:
+            _metrics = None
             if settings.metrics:
                 _enable_multiprocess(str(settings.metrics_dir))
                 _metrics = _create()
-            _configured = True
+            _made_for = settings
     return _metrics
 
 
 def reset_fleet_metrics() -> None:
-    """Forget this process's metrics (tests and benchmarks that switch them on and off)."""
-    global _metrics, _configured
+    """Forget this process's metrics (the next use makes them again from the settings)."""
+    global _metrics, _made_for
     with _lock:
-        _metrics, _configured = None, False
+        _metrics, _made_for = None, None
 
 
 def error_label(error_type: str | None) -> str:
