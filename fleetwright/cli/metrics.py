@@ -19,15 +19,13 @@ app = typer.Typer(no_args_is_help=True, help="Prometheus metrics and monitoring 
 def serve(
     port: Annotated[
         int | None,
-        typer.Option(min=1, max=65535, help="Port (default FLEETWRIGHT_METRICS_PORT, 9464)."),
+        typer.Option(help="Port (default FLEETWRIGHT_METRICS_PORT, 9464)."),
     ] = None,
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     catalogue: Annotated[
         bool, typer.Option(help="Also expose the catalogue's gauges (one host is enough).")
     ] = True,
-    timeout: Annotated[
-        float | None, typer.Option(min=0, help="Stop after this many seconds.")
-    ] = None,
+    timeout: Annotated[float | None, typer.Option(help="Stop after this many seconds.")] = None,
 ) -> None:
     """Serve /metrics for every Fleetwright process on this host (Ctrl-C stops)."""
     import logging
@@ -35,11 +33,15 @@ def serve(
 
     from prometheus_client import start_http_server
 
-    from fleetwright.errors import ConfigurationError
+    from fleetwright.errors import ConfigurationError, ValidationError
     from fleetwright.observability.logformat import apply_log_format
     from fleetwright.observability.serve import host_registry
     from fleetwright.settings import get_settings
 
+    if port is not None and not 1 <= port <= 65535:
+        raise ValidationError(f"--port {port} is not a port; give 1-65535")
+    if timeout is not None and timeout < 0:
+        raise ValidationError(f"--timeout {timeout:g} is negative; give seconds, or leave it out")
     settings = get_settings()
     if not apply_log_format():
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")

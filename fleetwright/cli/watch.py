@@ -21,9 +21,7 @@ def watch(
     run: Annotated[str | None, typer.Argument(help="Flow run id of a fleet run.")] = None,
     all_runs: Annotated[bool, typer.Option("--all", help="Every run, until Ctrl-C.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON event per line.")] = False,
-    timeout: Annotated[
-        float | None, typer.Option(min=0, help="Stop after this many seconds.")
-    ] = None,
+    timeout: Annotated[float | None, typer.Option(help="Stop after this many seconds.")] = None,
 ) -> None:
     """Follow sessions starting and finishing, failures, quarantines, failovers and breakers."""
     from fleetwright.errors import ValidationError
@@ -31,6 +29,8 @@ def watch(
 
     if (run is None) == (not all_runs):
         raise ValidationError("give a fleet run's id or --all (not both)")
+    if timeout is not None and timeout < 0:
+        raise ValidationError(f"--timeout {timeout:g} is negative; give seconds, or leave it out")
     run_id = check_run_id(run) if run is not None else None
     try:
         tally = asyncio.run(_watch(run_id, as_json=as_json, timeout=timeout))
