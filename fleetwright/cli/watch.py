@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from fleetwright.cli.output import console
+from fleetwright.cli.output import console, err_console
 from fleetwright.observability.watch import FleetTally, WatchEvent
 
 __all__ = ["describe", "watch"]
@@ -45,8 +45,12 @@ async def _watch(run_id: str | None, *, as_json: bool, timeout: float | None) ->
 
     tally = FleetTally()
 
+    def ready() -> None:
+        what = f"fleet run {run_id}" if run_id else "every fleet run"
+        err_console.print(f"watching {what} (Ctrl-C stops)", highlight=False)
+
     async def consume() -> None:
-        async for ev in afollow(run_id):
+        async for ev in afollow(run_id, on_ready=ready):
             tally.add(ev)
             if as_json:
                 sys.stdout.write(json.dumps(ev.as_dict(), default=str) + "\n")

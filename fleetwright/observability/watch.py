@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -108,11 +108,14 @@ async def afollow(
     *,
     settle: float = 1.0,
     stop_at_end: bool = True,
+    on_ready: Callable[[], None] | None = None,
 ) -> AsyncIterator[WatchEvent]:
     """Events of one fleet run (everything related to its flow run), or of the whole fleet.
 
-    For one run, iteration ends `settle` seconds after the run reached a final state (events
-    sent just before the end can arrive just after it), or at once if it had already ended.
+    `on_ready` is called once the subscription is open (events from then on are not missed;
+    Prefect also replays the last minute's). For one run, iteration ends `settle` seconds
+    after the run reached a final state (events sent just before the end can arrive just
+    after it), or at once if it had already ended.
     """
     from prefect.events.clients import get_events_subscriber
     from prefect.events.filters import EventAnyResourceFilter, EventFilter, EventNameFilter
@@ -125,6 +128,8 @@ async def afollow(
     if flow_run_id is not None:
         flt.any_resource = EventAnyResourceFilter(id=[f"prefect.flow-run.{flow_run_id}"])
     async with get_events_subscriber(filter=flt) as subscriber:
+        if on_ready is not None:
+            on_ready()
         ended_at: float | None = None
         iterator = subscriber.__aiter__()
         while True:
