@@ -150,7 +150,7 @@ async def _run_deployment(
     as_json: bool,
     trace: str | None = None,
 ) -> int:
-    from fleetwright.fleet.deployments import afleet_progress, asubmit_deployment, flow_run_url
+    from fleetwright.fleet.deployments import asubmit_deployment, flow_run_url
 
     flow_run = await asubmit_deployment(
         plan.flow_parameters(concurrency=concurrency, trace=trace), deployment=deployment
@@ -171,9 +171,10 @@ async def _run_deployment(
                 f"{len(plan.profiles)} profiles" + (f": {url}" if url else "")
             )
         return 0
-    await _follow(
-        lambda: afleet_progress(flow_run.id), len(plan.profiles), plan.command.name, quiet=as_json
-    )
+    from fleetwright.cli.watch import follow_fleet  # the run's Prefect event stream
+
+    bar = _progress(quiet=as_json)
+    await follow_fleet(str(flow_run.id), bar, len(plan.profiles), plan.command.name)
     fleet = await _read(str(flow_run.id))
     return render_summary(fleet, as_json=as_json)
 

@@ -10,11 +10,12 @@ import sys
 from typing import Annotated
 
 import typer
+from rich.progress import Progress
 
 from fleetwright.cli.output import console, err_console
 from fleetwright.observability.watch import FleetTally, WatchEvent
 
-__all__ = ["describe", "watch"]
+__all__ = ["describe", "follow_fleet", "watch"]
 
 
 def watch(
@@ -120,3 +121,21 @@ def describe(ev: WatchEvent) -> str | None:
     if ev.final:
         return f"{at} flow run {ev.flow_run_id} {ev.state}"
     return None
+
+
+async def follow_fleet(flow_run_id: str, bar: Progress, total: int, label: str) -> str:
+    """`run --wait`: a progress bar fed by the run's events until it ends; its final state."""
+    from fleetwright.observability.watch import afollow
+
+    tally = FleetTally(total=total)
+    with bar:
+        task = bar.add_task(f"{label} (waiting for a worker)", total=total, ok=0, failed=0)
+        async for ev in afollow(flow_run_id):
+            tally.add(ev)
+            desc = label if ev.event.startswith("fleetwright.") else None
+            if ev.final:
+                desc = f"{label} ({(ev.state or '').lower()})"
+            bar.update(task, completed=tally.finished, ok=tally.ok, failed=tally.failed)
+            if desc:
+                bar.update(task, description=desc)
+    return tally.state

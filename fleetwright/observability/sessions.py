@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from fleetwright.observability.context import session_ids
@@ -60,8 +61,9 @@ class SessionObserver:
         if name == "launch":
             self._sample_pool()
 
-    def finish(self, result: SessionResult) -> None:
-        """The session's outcome is recorded: count it and tell the event stream."""
+    async def finish(self, result: SessionResult) -> None:
+        """The session's outcome is recorded: count it, tell the event stream and, for a
+        failed session inside a Prefect run, put its screenshots and trace on the run's page."""
         if self._done:
             return
         self._done = True
@@ -90,6 +92,8 @@ class SessionObserver:
             session_ids.reset(self._token)
         except ValueError:  # finished in another context than it started
             session_ids.set(None)
+        if result.status == "failed" and result.artifacts and result.error_type != "Cancelled":
+            await _failure_artifact(self.profile, result)
 
     def _record(self, name: str, seconds: float) -> None:
         self.phases[name] = seconds
@@ -136,6 +140,25 @@ class SessionObserver:
             )
         except Exception:
             logger.warning("could not emit %s for %s", event, self.profile, exc_info=True)
+
+
+async def _failure_artifact(profile: str, result: SessionResult) -> None:
+    """A markdown artifact on the flow/task run: the failure and links to its files."""
+    from prefect.artifacts import acreate_markdown_artifact
+    from prefect.context import FlowRunContext, TaskRunContext
+
+    if FlowRunContext.get() is None and TaskRunContext.get() is None:
+        return
+    lines = [f"### {profile}: {result.error_type}", "", result.error or "", ""]
+    for name, path in sorted(result.artifacts.items()):
+        lines.append(f"- [{name}]({Path(path).resolve().as_uri()})")
+    try:
+        await acreate_markdown_artifact(
+            markdown="\n".join(lines),
+            description=f"{profile} failed ({result.error_type}): screenshots and trace",
+        )
+    except Exception:
+        logger.warning("could not publish the failure artifact of %s", profile, exc_info=True)
 
 
 def observe_session(

@@ -154,14 +154,14 @@ async def afollow(
 
 @dataclass
 class FleetTally:
-    """Counts from the event stream: sessions started/finished, outcomes, rate and ETA."""
+    """Counts from the event stream: sessions started and finished (a retried session counts
+    once, with its last outcome), failures by error type, rate and ETA."""
 
     total: int | None = None
     started: int = 0
-    ok: int = 0
-    failed: int = 0
     first_at: float | None = None
-    errors: dict[str, int] = field(default_factory=dict)
+    outcomes: dict[str, str] = field(default_factory=dict)
+    error_types: dict[str, str] = field(default_factory=dict)
     state: str = "RUNNING"
 
     def add(self, ev: WatchEvent) -> None:
@@ -172,18 +172,32 @@ class FleetTally:
             if self.first_at is None:
                 self.first_at = time.monotonic()
         elif ev.event == "fleetwright.session.finished":
-            if ev.payload.get("outcome") == "ok":
-                self.ok += 1
-            else:
-                self.failed += 1
-                kind = str(ev.payload.get("error_type") or "Unknown")
-                self.errors[kind] = self.errors.get(kind, 0) + 1
+            profile = str(ev.payload.get("profile") or ev.name)
+            self.outcomes[profile] = str(ev.payload.get("outcome"))
+            self.error_types[profile] = str(ev.payload.get("error_type") or "Unknown")
         elif ev.final:
             self.state = ev.state or self.state
 
     @property
+    def ok(self) -> int:
+        return sum(1 for o in self.outcomes.values() if o == "ok")
+
+    @property
+    def failed(self) -> int:
+        return len(self.outcomes) - self.ok
+
+    @property
     def finished(self) -> int:
-        return self.ok + self.failed
+        return len(self.outcomes)
+
+    @property
+    def errors(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for profile, outcome in self.outcomes.items():
+            if outcome != "ok":
+                kind = self.error_types.get(profile, "Unknown")
+                counts[kind] = counts.get(kind, 0) + 1
+        return counts
 
     def rate_per_min(self) -> float | None:
         if self.first_at is None or not self.finished:

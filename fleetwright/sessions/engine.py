@@ -403,7 +403,7 @@ class SessionEngine:
                 if browser_session is not None:
                     artifacts.update(browser_session.artifact_paths)
                 await record()
-            obs.finish(result)
+            await obs.finish(result)
         return result
 
     async def _proxy_config(self, pspec: ProxySpec) -> ProxyConfig:
