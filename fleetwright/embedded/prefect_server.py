@@ -123,6 +123,9 @@ class LocalPrefectServer:
             env.update(redis_env(self.redis_url))
         env.update(self.extra_env)
         env.pop("PREFECT_API_URL", None)
+        # the UI asks the server where its API is; without this it says port 4200 whatever
+        # port the server listens on, and the UI of a server on another port stays empty
+        env.setdefault("PREFECT_UI_API_URL", self.api_url)
         cmd = [
             sys.executable,
             "-m",
