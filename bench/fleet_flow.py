@@ -10,7 +10,7 @@ import time
 from prefect import flow
 
 from bench.workload import FleetSession
-from tasks.sessions import run_profile_session, use_engine
+from fleetwright.tasks.sessions import run_profile_session, use_engine
 
 __all__ = ["bind", "fleet_flow"]
 

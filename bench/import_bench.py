@@ -57,7 +57,7 @@ async def _bare_blocks(n: int) -> float:
     """Seconds for `n` bare create_block_document calls, 4 in flight (the API's floor)."""
     from prefect.client.schemas.actions import BlockDocumentCreate
 
-    from blocks import BrowserProfile
+    from fleetwright.blocks import BrowserProfile
     from fleetwright.registry import open_block_store
     from fleetwright.registry.blockstore import _data
     from fleetwright.specs import validate_profile

@@ -24,7 +24,7 @@ FIGURES = tuple(f"throughput_ratio_c{c}_{d}ms" for c, d in CONFIGS)
 
 async def fleetwright_run(profiles: list[str], concurrency: int, base_url: str) -> float:
     """The run-command flow on `profiles`, in this process; seconds end to end."""
-    from flows.run_command import run_command
+    from fleetwright.flows.run_command import run_command
 
     t0 = time.perf_counter()
     state = await run_command(

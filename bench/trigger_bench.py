@@ -33,7 +33,7 @@ def _start_warm_worker(bench: Bench) -> subprocess.Popen[bytes]:
     log = open(bench.root / "warm-worker.log", "ab")  # noqa: SIM115 - owned by the child
     try:
         return subprocess.Popen(
-            [sys.executable, "-m", "deployments.warm_worker", "--limit", "4"],
+            [sys.executable, "-m", "fleetwright.deployments.warm_worker", "--limit", "4"],
             cwd=PROJECT_DIR,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -45,7 +45,7 @@ def _start_warm_worker(bench: Bench) -> subprocess.Popen[bytes]:
 
 async def _warm(bench: Bench, site: ProbeSite, profiles: list[str]) -> Figure:
     from fleetwright.fleet.warm import await_warm_worker
-    from tasks.sessions import run_profile_session
+    from fleetwright.tasks.sessions import run_profile_session
 
     command = load_bench_command(bench.root / "commands")
     worker = _start_warm_worker(bench)

@@ -1,9 +1,9 @@
 """Fleetwright's Prefect blocks (`prefect block register -m blocks`)."""
 
-from blocks.github import GitHubCredentials
-from blocks.openai import OpenAICredentials
-from blocks.profile import BrowserProfile
-from blocks.proxy import Proxy
+from fleetwright.blocks.github import GitHubCredentials
+from fleetwright.blocks.openai import OpenAICredentials
+from fleetwright.blocks.profile import BrowserProfile
+from fleetwright.blocks.proxy import Proxy
 
 __all__ = ["BLOCK_TYPES", "BrowserProfile", "GitHubCredentials", "OpenAICredentials", "Proxy"]
 

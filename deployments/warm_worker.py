@@ -19,7 +19,7 @@ import time
 from prefect.task_worker import aserve
 
 from fleetwright.sessions import SessionEngine
-from tasks.sessions import run_profile_session, use_engine
+from fleetwright.tasks.sessions import run_profile_session, use_engine
 
 __all__ = ["main", "serve_warm"]
 

@@ -98,7 +98,7 @@ async def arun_plan(
         ]
         return _warm_run(fleet_id, rows)
     if via == "local":
-        from flows.run_command import run_command as flow
+        from fleetwright.flows.run_command import run_command as flow
 
         parameters = plan.flow_parameters(concurrency=concurrency, trace=trace)
         state: Any = await flow(**parameters, return_state=True)

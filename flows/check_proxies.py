@@ -10,11 +10,11 @@ from typing import Any
 from prefect import flow, get_run_logger
 from prefect.artifacts import acreate_table_artifact
 
-from blocks.proxy import Proxy as ProxyBlock
+from fleetwright.blocks.proxy import Proxy as ProxyBlock
 from fleetwright.errors import NotFoundError
 from fleetwright.proxies.checker import ProxyTarget
 from fleetwright.settings import get_settings
-from tasks.proxies import probe_proxy, select_proxies_to_check
+from fleetwright.tasks.proxies import probe_proxy, select_proxies_to_check
 
 __all__ = ["check_proxies"]
 

@@ -22,7 +22,7 @@ from fleetwright.sessions import lease
 from fleetwright.sessions.engine import profile_scope
 from fleetwright.settings import get_settings
 from fleetwright.specs import ProfileSpec
-from tasks.sessions import (
+from fleetwright.tasks.sessions import (
     apply_proxy,
     current_engine,
     launch_profile,

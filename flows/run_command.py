@@ -32,7 +32,7 @@ from fleetwright.registry.events import emit
 from fleetwright.sessions import SessionEngine
 from fleetwright.sessions.engine import TraceMode
 from fleetwright.sessions.selection import finished_profiles, resolve_selection
-from tasks.sessions import run_profile_session, use_engine
+from fleetwright.tasks.sessions import run_profile_session, use_engine
 
 __all__ = ["run_command"]
 

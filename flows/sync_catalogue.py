@@ -10,7 +10,7 @@ from typing import Any
 
 from prefect import flow
 
-from tasks.catalogue import reconcile_catalogue, reconcile_edited_blocks
+from fleetwright.tasks.catalogue import reconcile_catalogue, reconcile_edited_blocks
 
 __all__ = ["sync_catalogue_flow"]
 

@@ -6,7 +6,7 @@ active, so they appear on the run's page in the UI, not only in a worker's log f
 """
 
 from fleetwright.observability.logformat import apply_log_format
-from tasks.logs import forward_engine_logs
+from fleetwright.tasks.logs import forward_engine_logs
 
 forward_engine_logs()
 apply_log_format()

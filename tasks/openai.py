@@ -7,9 +7,9 @@ from typing import Any
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from blocks.openai import OpenAICredentials
+from fleetwright.blocks.openai import OpenAICredentials
 from fleetwright.integrations.steps import Integrations
-from tasks.retries import retry_if_retryable
+from fleetwright.tasks.retries import retry_if_retryable
 
 __all__ = ["openai_respond"]
 

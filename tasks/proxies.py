@@ -13,7 +13,7 @@ from typing import Any
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from blocks.proxy import Proxy as ProxyBlock
+from fleetwright.blocks.proxy import Proxy as ProxyBlock
 from fleetwright.catalogue.db import session_scope
 from fleetwright.catalogue.models import Profile, Proxy
 from fleetwright.errors import NotFoundError, is_retryable

@@ -26,7 +26,7 @@ from fleetwright.registry.events import emit
 from fleetwright.registry.proxies import proxy_spec
 from fleetwright.sessions import SessionEngine, SessionRequest
 from fleetwright.sessions.engine import TraceMode
-from tasks.retries import retry_if_retryable
+from fleetwright.tasks.retries import retry_if_retryable
 
 __all__ = [
     "apply_proxy",

@@ -59,7 +59,7 @@ def _delete_fleetwright_blocks() -> None:
     """Each test starts with no Fleetwright blocks on the shared session server."""
     import asyncio
 
-    from blocks import BLOCK_TYPES
+    from fleetwright.blocks import BLOCK_TYPES
     from fleetwright.registry.blockstore import open_block_store
 
     async def clean() -> None:

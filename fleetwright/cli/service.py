@@ -74,7 +74,7 @@ def add_github(
     rate_per_second: float | None = typer.Option(None, help="Rate limit refill per second."),
 ) -> None:
     """Add a GitHub account: a token, a GitHub App installation, or an OAuth app."""
-    from blocks.github import GitHubCredentials
+    from fleetwright.blocks.github import GitHubCredentials
     from fleetwright.integrations.services import add_service
 
     async def go() -> None:
@@ -130,7 +130,7 @@ def add_openai(
     rate_per_second: float | None = typer.Option(None, help="Rate limit refill per second."),
 ) -> None:
     """Add an OpenAI (or compatible) account."""
-    from blocks.openai import OpenAICredentials
+    from fleetwright.blocks.openai import OpenAICredentials
     from fleetwright.integrations.services import add_service
 
     async def go() -> None:

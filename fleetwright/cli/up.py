@@ -118,7 +118,7 @@ def up(
         with console.status("Deploying prefect.yaml to work pool 'fleetwright'"):
             deploy_project(env)
         console.print("✓ deployments created from prefect.yaml")
-        from deployments.automations import ensure_heartbeat_automation
+        from fleetwright.deployments.automations import ensure_heartbeat_automation
 
         asyncio.run(ensure_heartbeat_automation())
         logs = settings.home / "logs"
@@ -128,7 +128,7 @@ def up(
         console.print(f"✓ process worker started (log {logs / 'worker.log'})")
         if warm_worker:
             warm = start_process(
-                [sys.executable, "-m", "deployments.warm_worker", "--limit", "8"],
+                [sys.executable, "-m", "fleetwright.deployments.warm_worker", "--limit", "8"],
                 env,
                 log_path=logs / "warm-worker.log",
             )

@@ -19,7 +19,7 @@ def start(
     timeout: float | None = typer.Option(None, help="Stop after this many seconds."),
 ) -> None:
     """Serve sessions as a Prefect task worker with a warm browser pool (Ctrl-C stops it)."""
-    from deployments.warm_worker import serve_warm
+    from fleetwright.deployments.warm_worker import serve_warm
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     try:

@@ -34,7 +34,7 @@ WORK_POOL = "fleetwright"
 
 async def register_blocks() -> list[str]:
     """Register Fleetwright's block types and schemas with the Prefect API (idempotent)."""
-    from blocks import BLOCK_TYPES
+    from fleetwright.blocks import BLOCK_TYPES
     from fleetwright.registry.blockstore import open_block_store
 
     async with open_block_store() as store:

@@ -27,7 +27,7 @@ __all__ = ["WarmFleet", "astream_warm", "await_warm_worker", "warm_worker_count"
 
 
 def _session_task() -> Any:
-    from tasks.sessions import run_profile_session
+    from fleetwright.tasks.sessions import run_profile_session
 
     return run_profile_session
 

@@ -9,7 +9,7 @@ from githubkit import GitHub
 from githubkit.auth import OAuthDeviceAuthStrategy
 from githubkit.exception import AuthExpiredError, GitHubException
 
-from blocks.github import GitHubCredentials
+from fleetwright.blocks.github import GitHubCredentials
 from fleetwright.errors import ServiceError, ServiceUnavailableError, ValidationError
 
 __all__ = ["device_login"]

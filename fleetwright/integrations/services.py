@@ -10,8 +10,8 @@ from typing import Any, Literal, cast
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from blocks.github import GitHubCredentials
-from blocks.openai import OpenAICredentials
+from fleetwright.blocks.github import GitHubCredentials
+from fleetwright.blocks.openai import OpenAICredentials
 from fleetwright.catalogue.db import session_scope
 from fleetwright.catalogue.models import Service
 from fleetwright.errors import (

@@ -13,8 +13,8 @@ from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
 
-from blocks.github import GitHubCredentials
-from blocks.openai import OpenAICredentials
+from fleetwright.blocks.github import GitHubCredentials
+from fleetwright.blocks.openai import OpenAICredentials
 from fleetwright.errors import CommandSpecError, FleetwrightError, ValidationError
 from fleetwright.integrations import github_api, openai_api
 from fleetwright.integrations.breaker import breaker_for

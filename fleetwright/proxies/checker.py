@@ -82,7 +82,7 @@ async def load_proxy_spec(target: ProxyTarget) -> ProxySpec:
     """The full spec, with the password from the proxy's Prefect block when it has one."""
     password = None
     if target.secret_ref:
-        from blocks.proxy import Proxy as ProxyBlock
+        from fleetwright.blocks.proxy import Proxy as ProxyBlock
 
         try:
             loaded: Any = await ProxyBlock.aload(target.secret_ref)

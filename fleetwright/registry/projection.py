@@ -25,7 +25,7 @@ from prefect.client.schemas.objects import BlockDocument
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, selectinload
 
-from blocks.profile import BrowserProfile
+from fleetwright.blocks.profile import BrowserProfile
 from fleetwright.catalogue.db import session_scope
 from fleetwright.catalogue.models import Profile
 from fleetwright.errors import FleetwrightError, PrefectUnavailableError

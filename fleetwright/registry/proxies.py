@@ -11,7 +11,7 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
-from blocks.proxy import Proxy as ProxyBlock
+from fleetwright.blocks.proxy import Proxy as ProxyBlock
 from fleetwright.catalogue.db import session_scope
 from fleetwright.catalogue.models import Profile, Proxy, ProxyPool
 from fleetwright.errors import AlreadyExistsError, NotFoundError, ValidationError

@@ -24,8 +24,8 @@ from prefect.client.schemas.objects import BlockDocument
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
-from blocks.profile import BrowserProfile
-from blocks.proxy import Proxy as ProxyBlock
+from fleetwright.blocks.profile import BrowserProfile
+from fleetwright.blocks.proxy import Proxy as ProxyBlock
 from fleetwright.catalogue.db import session_scope
 from fleetwright.catalogue.models import Profile, Proxy, SyncCursor, utcnow
 from fleetwright.registry.blockstore import BlockStore, block_from_document

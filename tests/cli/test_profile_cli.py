@@ -49,7 +49,7 @@ def test_add_list_show_edit_archive(prefect_api: str, home: Path, cli) -> None:
 def test_profile_appears_as_block(prefect_api: str, home: Path, cli) -> None:
     import asyncio
 
-    from blocks import BrowserProfile
+    from fleetwright.blocks import BrowserProfile
 
     assert cli("profile", "add", "Bob Block", "--timezone", "Asia/Tokyo").code == 0
     record = cli("profile", "show", "Bob Block", "--json").json()

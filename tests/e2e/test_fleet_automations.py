@@ -13,7 +13,10 @@ pytestmark = [pytest.mark.prefect]
 async def test_heartbeat_automation_is_created_once(prefect_api: str) -> None:
     from prefect.client.orchestration import get_client
 
-    from deployments.automations import HEARTBEAT_AUTOMATION, ensure_heartbeat_automation
+    from fleetwright.deployments.automations import (
+        HEARTBEAT_AUTOMATION,
+        ensure_heartbeat_automation,
+    )
 
     first = await ensure_heartbeat_automation()
     assert await ensure_heartbeat_automation() == first

@@ -84,7 +84,7 @@ def warm_worker(prefect_api: str, home: Path) -> Iterator[subprocess.Popen[bytes
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "ab") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "deployments.warm_worker", "--limit", "4"],
+            [sys.executable, "-m", "fleetwright.deployments.warm_worker", "--limit", "4"],
             cwd=PROJECT_DIR, env=dict(os.environ), stdout=out, stderr=subprocess.STDOUT,
             start_new_session=True,
         )  # fmt: skip

@@ -15,7 +15,7 @@ pytestmark = [pytest.mark.prefect, pytest.mark.browser]
 
 
 def test_custom_flow(site, make_profiles, home: Path) -> None:
-    from flows.custom_session import sign_in_and_check
+    from fleetwright.flows.custom_session import sign_in_and_check
 
     (name,) = make_profiles(1, prefix="custom")
     outputs = asyncio.run(sign_in_and_check(name, site.url))

@@ -48,7 +48,7 @@ async def _logs(flow_run_id: str) -> list[str]:
 def test_failover_is_logged_on_the_run_and_survives_reconciles(
     site, prefect_api: str, home: Path, two_proxies: tuple[TinyProxy, TinyProxy]
 ) -> None:
-    from flows.run_command import run_command
+    from fleetwright.flows.run_command import run_command
 
     a, b = two_proxies
     for name, server in (("fo-a", a), ("fo-b", b)):

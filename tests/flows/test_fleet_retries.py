@@ -126,7 +126,7 @@ async def _events(name: str, since: float, *, want: int) -> list[Any]:
 def test_fleet_run_retries_only_retryable_failures(
     fleet_site: FleetSite, make_profiles, home: Path, tmp_path: Path
 ) -> None:
-    from flows.run_command import run_command
+    from fleetwright.flows.run_command import run_command
 
     (tmp_path / "fleet-check.yaml").write_text(COMMAND)
     load_commands([tmp_path])

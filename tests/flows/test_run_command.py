@@ -17,7 +17,7 @@ pytestmark = [pytest.mark.prefect, pytest.mark.browser]
 
 
 def test_demo_command_on_two_profiles(site, make_profiles, home: Path) -> None:
-    from flows.run_command import run_command
+    from fleetwright.flows.run_command import run_command
 
     load_commands()
     names = make_profiles(2, prefix="demo")
@@ -43,7 +43,7 @@ def test_demo_command_on_two_profiles(site, make_profiles, home: Path) -> None:
 
 def test_bad_selection_fails_before_anything_runs(site, make_profiles, home: Path) -> None:
     from fleetwright.errors import NotFoundError, ValidationError
-    from flows.run_command import run_command
+    from fleetwright.flows.run_command import run_command
 
     load_commands()
     make_profiles(1)

@@ -9,7 +9,7 @@ from datetime import timedelta
 
 
 async def main(config: dict[str, object]) -> list[str]:
-    from blocks.github import GitHubCredentials
+    from fleetwright.blocks.github import GitHubCredentials
     from fleetwright.integrations.steps import Integrations
 
     block = GitHubCredentials(

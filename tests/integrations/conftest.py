@@ -8,8 +8,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from blocks.github import GitHubCredentials
-from blocks.openai import OpenAICredentials
+from fleetwright.blocks.github import GitHubCredentials
+from fleetwright.blocks.openai import OpenAICredentials
 from fleetwright.integrations.breaker import reset_breakers
 from fleetwright.testing.fake_github import FakeGitHub
 from fleetwright.testing.fake_openai import FakeOpenAI

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from blocks.github import GitHubCredentials
+from fleetwright.blocks.github import GitHubCredentials
 from fleetwright.errors import CircuitOpenError, ServiceUnavailableError
 from fleetwright.integrations.breaker import RedisBreakerStore, breaker_for
 from fleetwright.integrations.steps import Integrations

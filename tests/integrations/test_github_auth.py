@@ -11,7 +11,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from pydantic import SecretStr
 
-from blocks.github import GitHubCredentials
+from fleetwright.blocks.github import GitHubCredentials
 from fleetwright.errors import ConfigurationError, ValidationError
 from fleetwright.integrations.github_login import device_login
 from fleetwright.integrations.steps import Integrations

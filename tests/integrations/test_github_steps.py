@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from pydantic import SecretStr
 
-from blocks.github import GitHubCredentials
+from fleetwright.blocks.github import GitHubCredentials
 from fleetwright.errors import CommandSpecError, ServiceError, ValidationError
 from fleetwright.integrations.steps import STEP_KINDS, Integrations
 from fleetwright.testing.fake_github import FakeGitHub

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from pydantic import SecretStr
 
-from blocks.openai import OpenAICredentials
+from fleetwright.blocks.openai import OpenAICredentials
 from fleetwright.errors import CommandSpecError, OutputSchemaError, ServiceError, ValidationError
 from fleetwright.integrations.steps import Integrations
 from fleetwright.testing.fake_openai import FakeOpenAI

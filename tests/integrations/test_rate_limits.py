@@ -9,8 +9,8 @@ import uuid
 
 import pytest
 
-from blocks.github import GitHubCredentials
-from blocks.openai import OpenAICredentials
+from fleetwright.blocks.github import GitHubCredentials
+from fleetwright.blocks.openai import OpenAICredentials
 from fleetwright.errors import RateLimitedError
 from fleetwright.integrations.ratelimit import rate_limit_name
 from fleetwright.integrations.steps import Integrations

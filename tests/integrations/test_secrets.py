@@ -14,8 +14,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from pydantic import SecretStr
 
-from blocks.github import GitHubCredentials
-from blocks.openai import OpenAICredentials
+from fleetwright.blocks.github import GitHubCredentials
+from fleetwright.blocks.openai import OpenAICredentials
 from fleetwright.integrations.services import add_service, remove_service
 from fleetwright.integrations.steps import Integrations
 from fleetwright.testing.fake_github import FakeGitHub, OAuthApp
@@ -135,7 +135,7 @@ async def test_no_secret_in_prefect_task_logs(
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
 
-    from tasks.github import get_github_repo
+    from fleetwright.tasks.github import get_github_repo
 
     fake_github.tokens.clear()  # the token is refused: the task fails and logs why
 

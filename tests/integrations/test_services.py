@@ -9,8 +9,8 @@ import pytest
 from prefect.client.orchestration import get_client
 from typer.testing import CliRunner
 
-from blocks.github import GitHubCredentials
-from blocks.openai import OpenAICredentials
+from fleetwright.blocks.github import GitHubCredentials
+from fleetwright.blocks.openai import OpenAICredentials
 from fleetwright.cli.service import app as service_app
 from fleetwright.errors import (
     AlreadyExistsError,

@@ -7,8 +7,8 @@ import os
 import pytest
 from pydantic import SecretStr
 
-from blocks.github import GitHubCredentials
-from blocks.openai import OpenAICredentials
+from fleetwright.blocks.github import GitHubCredentials
+from fleetwright.blocks.openai import OpenAICredentials
 from fleetwright.integrations.steps import Integrations
 
 

@@ -89,7 +89,7 @@ def small_fleet(
         load_commands([tmp_path / "commands"])
 
         def run(**extra: Any) -> Any:
-            from flows.run_command import run_command
+            from fleetwright.flows.run_command import run_command
 
             return asyncio.run(
                 run_command(

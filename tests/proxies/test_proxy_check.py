@@ -110,8 +110,8 @@ async def test_check_proxies_flow(
 ) -> None:
     from prefect.client.orchestration import get_client
 
-    from blocks.proxy import Proxy as ProxyBlock
-    from flows.check_proxies import check_proxies
+    from fleetwright.blocks.proxy import Proxy as ProxyBlock
+    from fleetwright.flows.check_proxies import check_proxies
 
     suffix = uuid.uuid4().hex[:6]
     specs = {"tiny": tinyproxy.spec(f"tiny-{suffix}"), "socks": microsocks.spec(f"socks-{suffix}")}

@@ -14,7 +14,7 @@ import pytest
 from prefect.client.schemas.actions import BlockDocumentUpdate
 from sqlalchemy import select
 
-from blocks import BrowserProfile
+from fleetwright.blocks import BrowserProfile
 from fleetwright.catalogue.db import session_scope
 from fleetwright.catalogue.models import Profile, Proxy, utcnow
 from fleetwright.proxies.pools import choose_proxy_for

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from sqlalchemy import create_engine, text
 
-from blocks import BrowserProfile
+from fleetwright.blocks import BrowserProfile
 from fleetwright.catalogue.db import dispose_engines, session_scope, upgrade
 from fleetwright.catalogue.models import Profile
 from fleetwright.registry.shape import apply_spec, merge_edit, row_to_spec

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from blocks import BrowserProfile
+from fleetwright.blocks import BrowserProfile
 from fleetwright.catalogue.db import session_scope
 from fleetwright.catalogue.models import Profile
 from fleetwright.errors import AlreadyExistsError, NotFoundError, PrefectUnavailableError
@@ -152,7 +152,7 @@ def test_reconcile_reads_blocks_without_an_event_each(
     # what the reconcile read is what was written, secrets included
 
     async def read_back() -> tuple[Any, Any]:
-        from blocks import Proxy
+        from fleetwright.blocks import Proxy
 
         async with open_block_store() as bs:
             return await bs.read_by_name(BrowserProfile, "quiet-3"), await bs.read_by_name(
