@@ -28,6 +28,7 @@ __all__ = [
     "merge_edit",
     "row_to_spec",
     "select_profiles",
+    "spec_columns",
     "spec_json",
 ]
 
@@ -83,6 +84,23 @@ def apply_spec(
                 setattr(row, name, value)
                 changed = True
     return changed
+
+
+def spec_columns(
+    spec: ProfileSpec, proxies: dict[str, int], pools: dict[str, int]
+) -> dict[str, Any]:
+    """A new row's column values for a spec (references resolved to ids; tags apart), for
+    bulk inserts that skip the ORM's unit of work."""
+    out: dict[str, Any] = {}
+    for name in ProfileSpec.model_fields:
+        value = getattr(spec, name)
+        if name == "proxy":
+            out["proxy_id"] = proxies[value] if value else None
+        elif name == "proxy_pool":
+            out["proxy_pool_id"] = pools[value] if value else None
+        elif name != "tags":
+            out[name] = value.model_dump(mode="json") if isinstance(value, BaseModel) else value
+    return out
 
 
 def lookup_refs(

@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
@@ -27,6 +27,7 @@ from fleetwright.catalogue.shape import (
     lookup_refs,
     row_to_spec,
     select_profiles,
+    spec_columns,
     spec_json,
 )
 from fleetwright.errors import (
@@ -379,7 +380,7 @@ def _import_chunk(
                     )
                 }
                 created = updated = unchanged = 0
-                new_rows: list[Profile] = []
+                new_rows: list[tuple[dict[str, Any], list[str]]] = []
                 changed_rows: list[Profile] = []
                 for where, spec in chunk:
                     try:
@@ -389,10 +390,11 @@ def _import_chunk(
                         continue
                     row = existing.get(spec.name)
                     if row is None:
-                        row = Profile(block_name=block_name_for(spec.name))
-                        save_spec(row, spec, proxies, pools)
-                        s.add(row)
-                        new_rows.append(row)
+                        columns = spec_columns(spec, proxies, pools)
+                        columns.update(
+                            block_name=block_name_for(spec.name), revision=1, projected_revision=0
+                        )
+                        new_rows.append((columns, list(spec.tags)))
                         created += 1
                     elif save_spec(row, spec, proxies, pools):
                         changed_rows.append(row)
@@ -402,7 +404,24 @@ def _import_chunk(
                         if row.revision > row.projected_revision:
                             changed_rows.append(row)  # its block is still pending
                 s.flush()
-                ids = [r.id for r in new_rows + changed_rows]
+                ids = [r.id for r in changed_rows]
+                if new_rows:
+                    # new rows in two bulk statements: the ORM's unit of work (per-object
+                    # events, relationship bookkeeping) was most of a 10,000-profile import
+                    new_ids = list(
+                        s.scalars(
+                            insert(Profile).returning(Profile.id, sort_by_parameter_order=True),
+                            [columns for columns, _ in new_rows],
+                        )
+                    )
+                    tags = [
+                        {"profile_id": pid, "tag": tag}
+                        for pid, (_, names) in zip(new_ids, new_rows, strict=True)
+                        for tag in names
+                    ]
+                    if tags:
+                        s.execute(insert(ProfileTag), tags)
+                    ids.extend(new_ids)
         except IntegrityError:
             if attempt + 1 == _CHUNK_ATTEMPTS:
                 raise
