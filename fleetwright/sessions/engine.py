@@ -484,6 +484,11 @@ class SessionEngine:
         except asyncio.CancelledError:
             await asyncio.wait([handle.finishing])  # the record is written whatever happens
             raise
+        finally:
+            # An external lease (Prefect's concurrency limit: an anyio cancel scope) must be
+            # left in the task that entered it, so it is given back here, not in `_finish`.
+            if handle.finishing.done():
+                await handle._lease_stack.aclose()
 
     async def run(self, req: SessionRequest) -> SessionResult:
         """Run the session through its steps; on failure the error is raised after the run
@@ -552,7 +557,6 @@ class SessionEngine:
             if browser is not None:
                 handle.artifacts.update(browser.artifact_paths)
             await self._record(handle)
-        await handle._lease_stack.aclose()
         return result
 
     async def _saved(self, handle: SessionHandle) -> None:
