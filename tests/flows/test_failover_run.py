@@ -72,8 +72,11 @@ def test_failover_is_logged_on_the_run_and_survives_reconciles(
     for name, server in (("fo-a", a), ("fo-b", b)):
         spec = server.spec(name, pool="fo")
         asyncio.run(add_proxy(spec))
+    from fleetwright.embedded.demo import store_demo_passwords
+
     profile = validate_profile({"name": "mover", "proxy": "fo-a", "proxy_failover": True})
     asyncio.run(add_profile(profile))
+    asyncio.run(store_demo_passwords(["mover"]))  # the demo command reads its site password
     with session_scope() as s:
         bad = s.scalar(select(Proxy).where(Proxy.name == "fo-a"))
         assert bad is not None
