@@ -21,6 +21,7 @@ from prefect.artifacts import (
 )
 from prefect.client.schemas.objects import State
 from prefect.context import get_run_context
+from prefect.exceptions import CancelledRun
 from prefect.states import Cancelled, Completed, Failed
 from prefect.utilities.annotations import quote
 
@@ -133,6 +134,8 @@ async def run_command(
                     fleet_key=fleet_key, return_state=True,
                 )  # fmt: skip
                 results[name] = await state.aresult()
+            except CancelledRun:  # the fleet run is stopping; the flow records why below
+                return
             except FleetwrightError as exc:
                 results[name] = _failure(name, exc.message, exc)
             except Exception as exc:  # one session never stops the fleet

@@ -18,7 +18,7 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.context import get_run_context
 from prefect.results import get_result_store, should_persist_result
-from prefect.states import exception_to_failed_state
+from prefect.states import Cancelled, exception_to_failed_state
 from prefect.tasks import exponential_backoff
 
 from fleetwright.browser import BrowserSession, ProxyConfig
@@ -131,6 +131,12 @@ async def run_profile_session(
     )  # fmt: skip
     try:
         result = await current_engine().run(request)
+    except asyncio.CancelledError:
+        # The fleet run was stopped (Ctrl-C, `fleetwright run cancel`): the session has
+        # recorded its run row and given its lease back. The task run ends Cancelled by its own
+        # state change, in order with its others; left to Prefect, a cancelled task is Crashed.
+        logger.warning("session on %s cancelled", profile)
+        return cast("dict[str, Any]", Cancelled(message=f"session on {profile} was cancelled"))
     except FleetwrightError as exc:
         kind = "retryable" if exc.retryable else "not retryable"
         logger.error("session on %s failed (%s): %s", profile, kind, exc.message)

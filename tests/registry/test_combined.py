@@ -30,7 +30,7 @@ from fleetwright.registry import (
 )
 from fleetwright.registry.blockstore import BlockStore
 from fleetwright.registry.projection import project_profiles, reconcile_profile_block
-from fleetwright.registry.sync import reconcile_edits, sync_catalogue
+from fleetwright.registry.sync import _edited_blocks, reconcile_edits, sync_catalogue
 from fleetwright.specs import validate_profile, validate_proxy
 
 pytestmark = pytest.mark.prefect
@@ -84,6 +84,23 @@ async def _ui_edit(document_id: str, **changes: Any) -> None:
             UUID(document_id),
             BlockDocumentUpdate(data=data, merge_existing_data=False),
         )
+
+
+async def _wait_for_block_events(since: Any, count: int, timeout: float = 90) -> None:
+    """Wait until Prefect has stored block events for `count` documents since `since` and no
+    newer one arrived for longer than its event persister's flush interval (5 s)."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    quiet_since = time.monotonic()
+    async with open_block_store() as bs:
+        while True:
+            found, newest = await _edited_blocks(bs, since)
+            if newest != last:
+                last, quiet_since = newest, time.monotonic()
+            elif len(found) >= count and time.monotonic() - quiet_since > 7:
+                return
+            assert time.monotonic() < deadline, f"{len(found)} of {count} block events stored"
+            await asyncio.sleep(0.5)
 
 
 def _doc_id(url: str, name: str) -> str:
@@ -243,13 +260,13 @@ def test_cli_edit_racing_the_projection_is_projected_again(
 def test_edit_triggered_reconcile_reads_only_edited_blocks(
     prefect_api: str, catalogue_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    started = utcnow() - timedelta(seconds=5)
     items = [(f"i{i}", {"name": f"many-{i}"}) for i in range(40)]
     asyncio.run(import_profiles(items, url=catalogue_url))
-    # move the cursor past the import's events (Prefect stores events a little later)
-    for _ in range(20):
-        if asyncio.run(reconcile_edits(url=catalogue_url)).blocks_checked <= 1:
-            break
-        time.sleep(0.5)
+    # Prefect stores events a little later, in batches: wait until all of the import's events
+    # are stored, then move the cursor past them
+    asyncio.run(_wait_for_block_events(started, 40))
+    asyncio.run(reconcile_edits(url=catalogue_url))
     doc = _doc_id(catalogue_url, "many-7")
     asyncio.run(_ui_edit(doc, notes="edited in the UI"))
     reads: list[str] = []
