@@ -17,6 +17,9 @@ from typing import Annotated, Any
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from fleetwright.prefect_auth import read_auth
+from fleetwright.private import private_dir
+
 __all__ = [
     "Settings",
     "apply_prefect_settings",
@@ -152,6 +155,11 @@ class Settings(BaseSettings):
     def prefect_home(self) -> Path:
         return self.home / "prefect"
 
+    @property
+    def local_prefect_api_url(self) -> str:
+        """The API URL of the local Prefect server `fleetwright up` runs on `prefect_port`."""
+        return f"http://127.0.0.1:{self.prefect_port}/api"
+
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
@@ -172,15 +180,24 @@ def prefect_client_env(settings: Settings | None = None) -> dict[str, str]:
     defaults to `<FLEETWRIGHT_HOME>/prefect` (PREFECT_HOME or PREFECT_PROFILES_PATH set by the
     user win), so Prefect never creates or writes ~/.prefect on Fleetwright's behalf. An
     ephemeral, throwaway server is never started: a client with no server gets an error.
+
+    Talking to the local server, clients authenticate with the credential `fleetwright up`
+    generated into the home (PREFECT_API_AUTH_STRING, unless the environment sets one); a
+    server of the user's own keeps the user's own Prefect settings.
     """
     settings = settings or get_settings()
     env = os.environ
     out: dict[str, str] = {}
-    local = f"http://127.0.0.1:{settings.prefect_port}/api"
+    local = settings.local_prefect_api_url
     if settings.prefect_api_url:
         out["PREFECT_API_URL"] = settings.prefect_api_url
     elif "prefect_port" in settings.model_fields_set or not env.get("PREFECT_API_URL"):
         out["PREFECT_API_URL"] = local
+    api_url = out.get("PREFECT_API_URL", env.get("PREFECT_API_URL"))
+    if api_url and api_url.rstrip("/") == local and not env.get("PREFECT_API_AUTH_STRING"):
+        auth = read_auth(settings.home)
+        if auth:
+            out["PREFECT_API_AUTH_STRING"] = auth
     if not env.get("PREFECT_HOME"):
         out["PREFECT_HOME"] = str(settings.prefect_home)
     defaults = {
@@ -207,9 +224,10 @@ def apply_prefect_settings(settings: Settings | None = None) -> str:
     """
     changes = prefect_client_env(settings)
     if "PREFECT_HOME" in changes:
-        # Prefect creates its home at import, but not the folders above it.
+        # Prefect creates its home at import, but not the folders above it (the Fleetwright
+        # home among them, which is private).
         with contextlib.suppress(OSError):  # Prefect warns about it itself
-            Path(changes["PREFECT_HOME"]).mkdir(mode=0o700, parents=True, exist_ok=True)
+            private_dir(Path(changes["PREFECT_HOME"]))
     if changes:
         os.environ.update(changes)
         context = sys.modules.get("prefect.context")

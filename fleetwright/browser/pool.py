@@ -30,6 +30,7 @@ from fleetwright.errors import (
     FleetwrightError,
     SessionError,
 )
+from fleetwright.private import private_dir
 from fleetwright.settings import Settings, get_settings
 
 if TYPE_CHECKING:
@@ -329,7 +330,7 @@ class BrowserPool:
             )
         else:
             workdir = spec.state_dir / f"scratch-{secrets.token_hex(4)}"
-            workdir.mkdir(parents=True)
+            private_dir(workdir)
         entry = _Browser(tag=secrets.token_hex(8))
         try:
             options = context_options(spec.fingerprint)

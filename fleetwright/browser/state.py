@@ -35,6 +35,7 @@ from fleetwright.browser.files import (
 from fleetwright.catalogue.db import session_scope
 from fleetwright.catalogue.models import Profile, ProfileState
 from fleetwright.errors import NotFoundError, StateError
+from fleetwright.private import PRIVATE_DIR_MODE, private_dir
 from fleetwright.settings import get_settings
 from fleetwright.specs import block_name_for
 
@@ -349,7 +350,7 @@ class StateStore:
     def checkout(self, profile_name: str, *, into: Path | None = None) -> Path:
         """A fresh working copy of the profile's current user-data-dir to run a session on."""
         folder = into or self.profile_dir(profile_name)
-        folder.mkdir(parents=True, exist_ok=True)
+        private_dir(folder)
         self._sweep_workdirs(folder)
         workdir = folder / f"work-{_HOST}-{os.getpid()}-{secrets.token_hex(4)}"
         version, row = self._current_row(profile_name)
@@ -360,7 +361,7 @@ class StateStore:
                 "roll back to a listed version (fleetwright profile state list)"
             )
         if source is None:
-            workdir.mkdir()
+            workdir.mkdir(mode=PRIVATE_DIR_MODE)
         elif not self._take_staged(folder, source, workdir):
             copy_profile_dir(source, workdir)
         return workdir
@@ -393,7 +394,7 @@ class StateStore:
         if not workdir.is_dir():
             raise StateError(f"Working copy {workdir} of profile {profile_name!r} is gone")
         folder = self.profile_dir(profile_name)
-        folder.mkdir(parents=True, exist_ok=True)
+        private_dir(folder)
         with session_scope(self.url) as session:
             guess = self._next_version(session, self._profile(session, profile_name))
         prune_caches(workdir)

@@ -114,8 +114,14 @@ app = typer.Typer(
 @app.callback()
 def _root(ctx: typer.Context) -> None:
     """Run browser automations over a fleet of managed Chrome profiles, on Prefect."""
+    import os
+
+    from fleetwright.private import PRIVATE_UMASK
     from fleetwright.settings import apply_prefect_settings
 
+    # What the CLI and the processes it starts (server, workers, flow runs, browsers) create —
+    # databases, logs, states with cookies, artifacts, exports — is its owner's only.
+    os.umask(PRIVATE_UMASK)
     apply_prefect_settings()
 
 

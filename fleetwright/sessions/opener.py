@@ -49,6 +49,7 @@ from fleetwright.errors import (
     ProfileBusyError,
     ValidationError,
 )
+from fleetwright.private import private_dir
 from fleetwright.sessions import lease as leases
 from fleetwright.sessions import open_control
 from fleetwright.settings import Settings, get_settings
@@ -395,7 +396,7 @@ async def open_session(
         else:
             await asyncio.to_thread(_sweep_scratch, settings.home / "open")
             workdir = settings.home / "open" / f"scratch-{os.getpid()}-{secrets.token_hex(4)}"
-            workdir.mkdir(parents=True)
+            private_dir(workdir)
         from playwright.async_api import async_playwright
 
         from fleetwright.browser.env import scrub_driver_env
