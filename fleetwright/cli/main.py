@@ -28,6 +28,8 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "secret": ("fleetwright.cli.secret", "app", "Secrets for command parameters."),
     "api": ("fleetwright.cli.api", "app", "The local HTTP API for opening profiles and runs."),
     "db": ("fleetwright.cli.db", "app", "The catalogue database."),
+    "auth": ("fleetwright.cli.auth", "app", "The Prefect API credential of the local server."),
+    "tls": ("fleetwright.cli.tls", "app", "HTTPS for the local Prefect server and webhooks."),
     "webhooks": ("fleetwright.cli.webhooks", "app", "Receive GitHub webhooks as Prefect events."),
     "commands": ("fleetwright.cli.commands", "app", "Declarative and Python commands."),
     "schedule": ("fleetwright.cli.schedule", "app", "Fleet runs on a schedule (cron, interval)."),

@@ -77,11 +77,13 @@ def up(
     fixed = secure_tree(settings.home)
     auth, new_auth = ensure_auth(settings.home)
     key = settings.encryption_key.get_secret_value() if settings.encryption_key else None
+    tls = settings.tls_files
     server = LocalPrefectServer(
         prefect_home=settings.prefect_home,
         port=port or settings.prefect_port,
         extra_env={"PREFECT_SERVER_ENCRYPTION_KEY": key} if key else None,
         auth_string=auth,
+        tls=tls,
     )
     os.environ["PREFECT_API_URL"] = server.api_url
     # this process's clients and every child's (deploy, workers, flow runs) authenticate with
@@ -93,6 +95,9 @@ def up(
         "PREFECT_API_AUTH_STRING": auth,
         "FLEETWRIGHT_HOME": str(settings.home),
     }
+    if tls is not None and tls.ca is not None:
+        # clients verify the server's certificate with this CA (Prefect's client, websockets)
+        os.environ["PREFECT_API_SSL_CERT_FILE"] = env["PREFECT_API_SSL_CERT_FILE"] = str(tls.ca)
     os.environ.update({k: v for k, v in env.items() if k.startswith("PREFECT_HOME")})
     started_server = False
     worker = None

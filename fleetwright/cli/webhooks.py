@@ -61,7 +61,21 @@ def serve(
         if redis_url
         else "delivery ids kept in memory: a restart forgets them (set FLEETWRIGHT_REDIS_URL)"
     )
-    typer.echo(f"listening on http://{host}:{port}{path}")
+    try:
+        tls = get_settings().tls_files
+        if tls is not None:
+            tls.check()
+    except FleetwrightError as exc:
+        typer.echo(f"error: {exc.message}", err=True)
+        raise typer.Exit(2) from None
+    # with a certificate (FLEETWRIGHT_TLS_* or `fleetwright tls init`) HTTPS only
+    scheme = "https" if tls is not None else "http"
+    typer.echo(f"listening on {scheme}://{host}:{port}{path}")
     uvicorn.run(
-        create_app(secret, deliveries=log, path=path), host=host, port=port, log_level="info"
+        create_app(secret, deliveries=log, path=path),
+        host=host,
+        port=port,
+        log_level="info",
+        ssl_certfile=str(tls.cert) if tls is not None else None,
+        ssl_keyfile=str(tls.key) if tls is not None else None,
     )

@@ -6,6 +6,7 @@ import base64
 import logging
 import os
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -18,6 +19,7 @@ from fleetwright.embedded.stack import stop_process
 from fleetwright.errors import ConfigurationError, PrefectUnavailableError
 from fleetwright.private import PRIVATE_UMASK, private_dir
 from fleetwright.processes import open_log
+from fleetwright.tls import TLSFiles
 
 __all__ = ["LocalPrefectServer", "free_port", "prefect_env", "redis_env"]
 
@@ -91,6 +93,7 @@ class LocalPrefectServer:
         workers: int = 1,
         redis_url: str | None = None,
         auth_string: str | None = None,
+        tls: TLSFiles | None = None,
     ) -> None:
         """`workers` > 1 needs Postgres and `redis_url` (Prefect's scale-out set-up): the API
         then runs in `workers` processes and the services in one more process."""
@@ -106,12 +109,20 @@ class LocalPrefectServer:
         self.database_url = database_url
         self.extra_env = extra_env or {}
         self.auth_string = auth_string
+        self.tls = tls.check() if tls is not None else None
         self.process: subprocess.Popen[bytes] | None = None
         self.services: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        scheme = "https" if self.tls is not None else "http"
+        return f"{scheme}://127.0.0.1:{self.port}"
+
+    def _verify(self) -> ssl.SSLContext | bool:
+        """How this process verifies the server: its CA when it serves TLS with one."""
+        if self.tls is not None and self.tls.ca is not None:
+            return ssl.create_default_context(cafile=str(self.tls.ca))
+        return True
 
     @property
     def api_url(self) -> str:
@@ -119,7 +130,8 @@ class LocalPrefectServer:
 
     def is_healthy(self) -> bool:
         try:
-            return httpx.get(f"{self.api_url}/health", timeout=2).status_code == 200
+            response = httpx.get(f"{self.api_url}/health", timeout=2, verify=self._verify())
+            return response.status_code == 200
         except httpx.HTTPError:
             return False
 
@@ -134,8 +146,9 @@ class LocalPrefectServer:
         token = base64.b64encode(self.auth_string.encode()).decode()
         url = f"{self.api_url}/admin/version"
         try:
-            anonymous = httpx.get(url, timeout=10).status_code
-            ours = httpx.get(url, headers={"Authorization": f"Basic {token}"}, timeout=10)
+            with httpx.Client(timeout=10, verify=self._verify()) as client:
+                anonymous = client.get(url).status_code
+                ours = client.get(url, headers={"Authorization": f"Basic {token}"})
         except httpx.HTTPError as exc:
             raise PrefectUnavailableError(
                 f"the Prefect server at {self.url} did not answer ({type(exc).__name__})"
@@ -183,6 +196,19 @@ class LocalPrefectServer:
             "--port",
             str(self.port),
         ]
+        if self.tls is not None:
+            # Prefect's own app under uvicorn's TLS (`prefect server start` has no TLS options)
+            cmd = [
+                sys.executable,
+                "-m",
+                "fleetwright.embedded.tls_server",
+                "--port",
+                str(self.port),
+                "--certfile",
+                str(self.tls.cert),
+                "--keyfile",
+                str(self.tls.key),
+            ]
         if self.workers > 1:
             # `--workers N` runs the API only (Prefect turns its services off): the services
             # (events, automations, scheduler, ...) run in a process of their own. The workers
