@@ -11,7 +11,11 @@ import asyncio
 import base64
 import json
 import os
+import stat
+import subprocess
+import sys
 import uuid
+from pathlib import Path
 
 import httpx
 import pytest
@@ -121,3 +125,50 @@ def test_ui_login_in_a_real_browser(prefect_api: str, prefect_auth: str) -> None
     assert stored == base64.b64encode(prefect_auth.encode()).decode()
     assert statuses and all(status != 401 for _, status in statuses), statuses
     assert any(status == 200 for _, status in statuses), statuses
+
+
+@pytest.mark.slow
+def test_rotating_the_credential(tmp_path: Path) -> None:
+    """`fleetwright auth rotate` writes a new credential (never printed); the running server
+    keeps the old one until it is restarted, as `up` does, with the new one."""
+    from fleetwright.embedded import LocalPrefectServer
+    from fleetwright.prefect_auth import auth_path, ensure_auth, read_auth
+
+    home = tmp_path / "home"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "FLEETWRIGHT_"))}
+    env.update(FLEETWRIGHT_HOME=str(home), COLUMNS="300")  # rich folds at 80 in a pipe
+    fleetwright = [str(Path(sys.executable).parent / "fleetwright")]
+    where = subprocess.run([*fleetwright, "auth", "where"], env=env, capture_output=True,
+                           text=True, timeout=120, check=False)  # fmt: skip
+    assert where.returncode == 1 and "fleetwright up" in where.stdout
+
+    old, created = ensure_auth(home)
+    assert created
+    server = LocalPrefectServer(prefect_home=home / "prefect", auth_string=old)
+    server.start()
+    try:
+        done = subprocess.run([*fleetwright, "auth", "rotate"], env=env, capture_output=True,
+                              text=True, timeout=120, check=False)  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        new = read_auth(home)
+        assert new and new != old and new.startswith("fleetwright:")
+        assert new.partition(":")[2] not in done.stdout + done.stderr
+        assert str(auth_path(home)) in done.stdout and "Restart" in done.stdout
+        assert stat.S_IMODE(auth_path(home).stat().st_mode) == 0o600
+        url = f"{server.api_url}/admin/version"
+        assert httpx.get(url, headers=_basic(old), timeout=30).status_code == 200
+        assert httpx.get(url, headers=_basic(new), timeout=30).status_code == 401
+    finally:
+        server.stop()
+    server = LocalPrefectServer(prefect_home=home / "prefect", auth_string=read_auth(home))
+    server.start()
+    try:
+        url = f"{server.api_url}/admin/version"
+        assert httpx.get(url, headers=_basic(new), timeout=30).status_code == 200
+        assert httpx.get(url, headers=_basic(old), timeout=30).status_code == 401
+    finally:
+        server.stop()
+    shown = subprocess.run([*fleetwright, "auth", "where"], env=env, capture_output=True,
+                           text=True, timeout=120, check=False)  # fmt: skip
+    assert shown.returncode == 0 and str(auth_path(home)) in shown.stdout
+    assert new.partition(":")[2] not in shown.stdout
