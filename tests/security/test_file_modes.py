@@ -57,8 +57,8 @@ def test_cli_creates_a_private_home_and_catalogue(tmp_path: Path) -> None:
 
 
 async def test_states_logs_and_credentials_are_private(home: Path) -> None:
-    """The Python API's paths (no CLI umask): a saved browser state (cookies), an opener's
-    record, a child's log, the Prefect API credential and the catalogue, all 0600 in 0700."""
+    """The Python API's paths (no CLI umask): a saved browser state (cookies), a child's log,
+    the Prefect API credential, the local API's token and the catalogue, all 0600 in 0700."""
     from fleetwright.browser import BrowserState, StateStore
     from fleetwright.catalogue.db import session_scope
     from fleetwright.catalogue.models import Profile
@@ -80,11 +80,15 @@ async def test_states_logs_and_credentials_are_private(home: Path) -> None:
         stop_process(proc)
         ensure_auth(home)
         rotate_auth(home)
+        from fleetwright.cli.api import api_token
+
+        _token, token_file = api_token()
     assert mode(home) == 0o700
     assert mode(saved) == 0o600 and mode(saved.parent) == 0o700
     assert mode(home / "profiles") == 0o700
     assert mode(log) == 0o600 and mode(log.parent) == 0o700
     assert mode(auth_path(home)) == 0o600
+    assert token_file is not None and mode(token_file) == 0o600
     assert mode(home / "catalogue.db") == 0o600
     assert not [p for p in home.iterdir() if p.name.startswith(".prefect-api-auth.tmp")]
 

@@ -86,6 +86,41 @@ def test_tls_init_writes_a_ca_and_a_certificate_for_loopback(tls_home: Path) -> 
     assert bad.returncode == 2 and "neither an IP address nor a DNS name" in bad.stderr
 
 
+def test_settings_turn_https_on_with_a_certificate(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No certificate: plain http. `tls init`'s files, or the user's: https and their CA for
+    Prefect's client. A certificate without its key is one clear error."""
+    from fleetwright.errors import ConfigurationError
+    from fleetwright.settings import Settings, prefect_client_env
+    from fleetwright.tls import create_local_ca
+
+    for name in ("PREFECT_API_URL", "PREFECT_API_SSL_CERT_FILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("FLEETWRIGHT_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("FLEETWRIGHT_PREFECT_PORT", "4311")
+    assert Settings().tls_files is None
+    assert prefect_client_env(Settings())["PREFECT_API_URL"] == "http://127.0.0.1:4311/api"
+    files = create_local_ca(tmp_path / "home" / "tls")
+    settings = Settings()
+    assert settings.tls_files == files
+    env = prefect_client_env(settings)
+    assert env["PREFECT_API_URL"] == "https://127.0.0.1:4311/api"
+    assert env["PREFECT_API_SSL_CERT_FILE"] == str(files.ca)
+    monkeypatch.setenv("PREFECT_API_SSL_CERT_FILE", "/etc/ssl/mine.pem")  # the user's wins
+    assert "PREFECT_API_SSL_CERT_FILE" not in prefect_client_env(Settings())
+    monkeypatch.setenv("FLEETWRIGHT_TLS_CERT_FILE", str(files.cert))
+    with pytest.raises(ConfigurationError, match="FLEETWRIGHT_TLS_KEY_FILE"):
+        _ = Settings().tls_files
+    monkeypatch.setenv("FLEETWRIGHT_TLS_KEY_FILE", str(files.key))
+    own = Settings().tls_files
+    assert own is not None and own.cert == files.cert and own.ca is None
+    for name in ("FLEETWRIGHT_TLS_CERT_FILE", "FLEETWRIGHT_TLS_KEY_FILE"):
+        monkeypatch.delenv(name)
+    shutil.rmtree(tmp_path / "home" / "tls")  # back to plain http
+    assert Settings().local_prefect_api_url == "http://127.0.0.1:4311/api"
+
+
 def _nss_home(root: Path, ca: Path | None) -> Path:
     """A HOME whose NSS store (what Chromium on Linux trusts besides its built-in roots)
     holds `ca`, as `certutil` imports it for a user; an empty store when `ca` is None."""

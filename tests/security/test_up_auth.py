@@ -168,3 +168,24 @@ def test_up_serves_an_authenticated_api_and_keeps_its_home_private(tmp_path: Pat
     output = "\n".join(lines)
     assert password not in output, "the credential was printed"
     assert "prefect-api-auth" in output and "fleetwright:" in output
+
+
+@pytest.mark.prefect
+def test_up_refuses_a_server_without_authentication_on_its_port(tmp_path: Path) -> None:
+    """A Prefect server left on the port that answers anyone (an older `up`, or another
+    tool's): `up` does not use it and says what to do, in one line."""
+    from fleetwright.embedded import LocalPrefectServer
+
+    open_server = LocalPrefectServer(prefect_home=tmp_path / "other-prefect")
+    open_server.start()
+    try:
+        done = subprocess.run(
+            [*_fleetwright(), "up", "--no-demo", "--port", str(open_server.port)],
+            env=_user_env(tmp_path / "home", open_server.port),
+            capture_output=True, text=True, timeout=300, check=False,
+        )  # fmt: skip
+    finally:
+        open_server.stop()
+    assert done.returncode != 0
+    assert "without authentication is running" in done.stdout + done.stderr
+    assert "Traceback" not in done.stdout + done.stderr
