@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from fleetwright.browser.chromium import chromium_args, find_chromium, needs_no_sandbox
 from fleetwright.browser.files import atomic_write_bytes
 from fleetwright.browser.procs import tagged_pids
-from fleetwright.browser.session import SESSION_FILE
+from fleetwright.browser.session import read_session_file, write_session_file
 from fleetwright.browser.session_storage import capture_session_storage, restore_script
 from fleetwright.browser.spec import ProxyConfig, context_options
 from fleetwright.browser.state import BrowserState, StateStore
@@ -266,17 +266,6 @@ def _exited_cleanly(workdir: Path) -> bool:
     return bool(prefs.get("profile", {}).get("exit_type") == "Normal")
 
 
-def _session_file(workdir: Path) -> BrowserState | None:
-    try:
-        data = json.loads((workdir / SESSION_FILE).read_bytes())
-        return BrowserState(
-            storage={"cookies": data.get("session_cookies", []), "origins": []},
-            session_storage=data.get("session_storage", {}),
-        )
-    except (OSError, ValueError, AttributeError):
-        return None
-
-
 class _Launcher:
     """Launches (and for a storage profile closed from outside, relaunches) one profile."""
 
@@ -463,7 +452,7 @@ async def _check_exit_ip(
 async def _restore(context: BrowserContext, begun: _Begun, workdir: Path) -> None:
     """Saved state into the fresh browser: a storage profile's cookies, localStorage and
     IndexedDB; sessionStorage (and a persistent profile's session cookies) by init script."""
-    state = begun.state if begun.spec.state_mode == "storage" else _session_file(workdir)
+    state = begun.state if begun.spec.state_mode == "storage" else read_session_file(workdir)
     if state is None:
         return
     if begun.spec.state_mode == "storage":
@@ -570,10 +559,7 @@ async def _save_persistent(
     opened: OpenedProfile, launcher: _Launcher, store: StateStore, workdir: Path
 ) -> int | None:
     if not opened.browser_closed:
-        captured = await capture_session_storage(list(opened.context.pages))
-        cookies = [c for c in await opened.context.cookies() if c.get("expires", -1) == -1]
-        payload = {"session_storage": captured, "session_cookies": cookies}
-        (workdir / SESSION_FILE).write_text(json.dumps(payload))
+        await write_session_file(opened.context, workdir)
         await _close(opened.context)
     elif not await launcher.exited(workdir):
         logger.warning("profile %s: the browser crashed; the previous state stays", opened.name)
