@@ -280,12 +280,25 @@ class StateStore:
         keys = [p[len(_S3) :] for p in doomed if p.startswith(_S3) and p not in kept]
         if keys:
             self.objects.delete(sorted(set(keys)))
+        self._trim_cache(profile_name, kept)
+
+    def _trim_cache(self, profile_name: str, kept: set[str] | None = None) -> None:
+        """Drop this host's cached copies of versions the catalogue no longer lists."""
         cache = self.cache_dir(profile_name)
-        if cache.is_dir():
-            digests = {_digest_of(p) for p in kept}
-            for entry in cache.iterdir():
-                if not entry.name.startswith(".") and entry.name.split(".", 1)[0] not in digests:
-                    self._delete_paths([entry])
+        if not cache.is_dir():
+            return
+        if kept is None:
+            with session_scope(self.url) as session:
+                profile = self._profile(session, profile_name)
+                kept = set(
+                    session.scalars(
+                        select(ProfileState.path).where(ProfileState.profile_id == profile.id)
+                    )
+                )
+        digests = {_digest_of(p) for p in kept}
+        for entry in cache.iterdir():
+            if not entry.name.startswith(".") and entry.name.split(".", 1)[0] not in digests:
+                self._delete_paths([entry])
 
     def _sweep_objects(self, profile_name: str, kept: set[str]) -> None:
         """Delete the profile's objects no version names, once old enough not to belong to a
@@ -420,6 +433,7 @@ class StateStore:
         if hashlib.sha256(data).hexdigest() == digest:
             with contextlib.suppress(OSError):
                 atomic_write_bytes(cached, data)
+                self._trim_cache(name)
         return data
 
     def save(self, profile_name: str, state: BrowserState, run_id: int | None = None) -> int:
@@ -580,6 +594,7 @@ class StateStore:
         finally:
             pack.unlink(missing_ok=True)
             shutil.rmtree(staging, ignore_errors=True)
+        self._trim_cache(profile_name)
         return target
 
     def _take_staged(self, folder: Path, source: Path, workdir: Path) -> bool:
