@@ -321,3 +321,58 @@ def test_versions_saved_under_local_stay_readable_after_a_switch(
     assert moved.save("gus", state("db")) == 2
     moved.rollback("gus", 1)
     assert moved.load("gus") == state("local")
+
+
+_SAVER = """
+import sys
+from fleetwright.browser import BrowserState, StateStore
+store = StateStore()
+print("saving", flush=True)
+i = 0
+while True:
+    i += 1
+    pad = {"i": str(i), "pad": "x" * 3_000_000}
+    store.save("kim", BrowserState(session_storage={"http://x": pad}))
+    print(i, flush=True)
+"""
+
+
+@pytest.mark.parametrize("backend", ["database", "object"])
+def test_sigkill_while_saving_leaves_a_loadable_version(
+    backend: str, home: Path, tmp_path: Path, use_backend: Callable[[str], str | None]
+) -> None:
+    import os
+    import random
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    use_backend(backend)
+    url = get_settings().catalogue_url
+    add_profile(url, "kim")
+    StateStore(url, home=home).save("kim", state("first"))
+    rng = random.Random(4)
+    for round_ in range(3):
+        proc = subprocess.Popen(
+            [sys.executable, "-c", _SAVER], stdout=subprocess.PIPE, env={**os.environ}
+        )
+        try:
+            assert proc.stdout is not None
+            assert proc.stdout.readline().strip() == b"saving"
+            time.sleep(rng.uniform(0.05, 1.5))  # somewhere in a save: upload, switch, prune
+            os.kill(proc.pid, signal.SIGKILL)
+        finally:
+            proc.kill()
+            proc.wait()
+        # a host that never saw the profile loads the current version, and every listed one
+        other = StateStore(url, home=tmp_path / f"host-{round_}")
+        current = other.current_version("kim")
+        loaded = other.load("kim")
+        assert loaded is not None
+        for listed in other.versions("kim"):
+            other.rollback("kim", listed.version)
+            assert other.load("kim") is not None
+        other.rollback("kim", current)
+    assert StateStore(url, home=home).save("kim", state("after")) > 1
+    assert StateStore(url, home=tmp_path / "last").load("kim") == state("after")
