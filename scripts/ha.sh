@@ -42,6 +42,8 @@ die() { echo "ha: $*" >&2; exit 1; }
 
 # The environment every Prefect process of the stack shares (Prefect's self-hosting guide).
 prefect_env() {
+  local v
+  for v in $(compgen -e | grep '^PREFECT_' || true); do unset "$v"; done
   export PREFECT_HOME=$DIR/prefect-home
   export PREFECT_API_DATABASE_CONNECTION_URL="postgresql+asyncpg://${PG#postgresql://}/$DB"
   export PREFECT_API_DATABASE_MIGRATE_ON_START=false
@@ -58,7 +60,6 @@ prefect_env() {
   export PREFECT_SERVER_UI_API_URL="http://127.0.0.1:$LB_PORT/api"
   export PREFECT_API_URL="http://127.0.0.1:$LB_PORT/api"
   export PREFECT_SERVER_LOGGING_LEVEL=WARNING
-  unset PREFECT_PROFILE PREFECT_API_KEY
 }
 
 pidfile() { echo "$DIR/run/$1.pid"; }
@@ -154,10 +155,13 @@ up() {
   "$ROOT/.venv/bin/prefect" server database upgrade -y > "$DIR/logs/migrate.log" 2>&1 \
     || { tail -n 30 "$DIR/logs/migrate.log" >&2; die "migrations failed (log $DIR/logs/migrate.log)"; }
 
+  # The first API server registers Prefect's block types on a fresh database; the others start
+  # once it answers (started together, they race on the same inserts and one exits).
   local i
   for i in "${!API_PORTS[@]}"; do
     spawn "api-$((i + 1))" "$ROOT/.venv/bin/prefect" server start --host 127.0.0.1 \
       --port "${API_PORTS[$i]}" --no-services --analytics-off
+    [ "$i" = 0 ] && wait_healthy api-1 "${API_PORTS[0]}"
   done
   spawn services "$ROOT/.venv/bin/prefect" server services start
   write_nginx_conf
