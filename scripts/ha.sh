@@ -35,10 +35,11 @@ PY=$ROOT/.venv/bin/python
 
 usage() { echo "usage: bash scripts/ha.sh up | status | kill-api N | down [--purge]" >&2; exit 2; }
 die() { echo "ha: $*" >&2; exit 1; }
+bad() { echo "ha: $*" >&2; exit 2; }
 
-[[ $DB =~ ^[a-z_][a-z0-9_]*$ ]] || die "FLEETWRIGHT_HA_DATABASE must be a plain lower-case name, not '$DB'"
-[[ $REDIS_DB =~ ^[0-9]+$ ]] || die "FLEETWRIGHT_HA_REDIS_DB must be a number, not '$REDIS_DB'"
-[ ${#API_PORTS[@]} -ge 2 ] || die "FLEETWRIGHT_HA_API_PORTS needs at least two ports"
+[[ $DB =~ ^[a-z_][a-z0-9_]*$ ]] || bad "FLEETWRIGHT_HA_DATABASE must be a plain lower-case name, not '$DB'"
+[[ $REDIS_DB =~ ^[0-9]+$ ]] || bad "FLEETWRIGHT_HA_REDIS_DB must be a number, not '$REDIS_DB'"
+[ ${#API_PORTS[@]} -ge 2 ] || bad "FLEETWRIGHT_HA_API_PORTS needs at least two ports"
 
 # The environment every Prefect process of the stack shares (Prefect's self-hosting guide).
 prefect_env() {
