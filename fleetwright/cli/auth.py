@@ -30,6 +30,7 @@ def rotate_cmd() -> None:
         "`fleetwright up` (Ctrl-C, then start it again): the server and its workers keep the "
         "old one until then. Browsers log in again with the new one.",
         highlight=False,
+        soft_wrap=True,  # paths stay whole for copying
     )
 
 
@@ -45,6 +46,7 @@ def where_cmd() -> None:
         console.print(
             f"No credential yet at {auth_path(home)}: `fleetwright up` generates it.",
             highlight=False,
+            soft_wrap=True,
         )
         raise typer.Exit(1)
     typer.echo(f"{auth_path(home)} ({hint(value)})")

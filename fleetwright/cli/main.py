@@ -116,14 +116,8 @@ app = typer.Typer(
 @app.callback()
 def _root(ctx: typer.Context) -> None:
     """Run browser automations over a fleet of managed Chrome profiles, on Prefect."""
-    import os
-
-    from fleetwright.private import PRIVATE_UMASK
     from fleetwright.settings import apply_prefect_settings
 
-    # What the CLI and the processes it starts (server, workers, flow runs, browsers) create —
-    # databases, logs, states with cookies, artifacts, exports — is its owner's only.
-    os.umask(PRIVATE_UMASK)
     apply_prefect_settings()
 
 
@@ -157,7 +151,24 @@ def usage_line(exc: Any) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Console-script entry point."""
+    """Console-script entry point.
+
+    What a command and the processes it starts (server, workers, flow runs, browsers) create —
+    databases, logs, states with cookies, artifacts, exports — is its owner's only (umask 077
+    while it runs; the caller's umask is back afterwards, for a caller that is not a shell).
+    """
+    import os
+
+    from fleetwright.private import PRIVATE_UMASK
+
+    previous = os.umask(PRIVATE_UMASK)
+    try:
+        _main(argv)
+    finally:
+        os.umask(previous)
+
+
+def _main(argv: list[str] | None) -> None:
     from fleetwright.errors import FleetwrightError
 
     usage_errors, click_errors, aborts, exits = _click_exceptions()

@@ -51,4 +51,5 @@ def init_cmd(
         "`fleetwright up` now serves https://127.0.0.1:<port>; restart it if it runs. "
         "Browsers trust the CA once it is imported (docs/security.md, HTTPS).",
         highlight=False,
+        soft_wrap=True,  # paths stay whole for copying
     )

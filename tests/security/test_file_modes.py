@@ -140,3 +140,18 @@ def test_secure_tree_tightens_what_was_left_open(tmp_path: Path) -> None:
     assert mode(home / "group-writable") == 0o600
     assert mode(outside) == 0o644  # a link's target is not the home's to change
     assert secure_tree(home) == 0
+
+
+def test_the_cli_runs_private_and_gives_the_umask_back(
+    home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Called in-process (a script, a test), the CLI's umask 077 lasts as long as the command."""
+    from fleetwright.cli.main import main
+
+    with umask(0o022):
+        with pytest.raises(SystemExit):
+            main(["auth", "rotate", "--bogus"])
+        main(["auth", "rotate"])
+        assert os.umask(0o022) == 0o022
+    assert mode(home / "prefect-api-auth") == 0o600
+    assert "prefect-api-auth" in capsys.readouterr().out
