@@ -21,6 +21,7 @@ from fleetwright.browser.chromium import find_chromium, launch_options, quiet_pr
 from fleetwright.browser.env import browser_env, scrub_driver_env
 from fleetwright.browser.errors import map_playwright_error
 from fleetwright.browser.procs import TAG_VAR, alive, kill_tree, tagged_pids
+from fleetwright.browser.redaction import register_secrets
 from fleetwright.browser.session import SESSION_FILE, BrowserSession
 from fleetwright.browser.session_storage import restore_script, split_origins
 from fleetwright.browser.spec import LaunchSpec, context_options
@@ -367,6 +368,8 @@ class BrowserPool:
         local_storage: dict[str, dict[str, str]] | None = None,
         started: float | None = None,
     ) -> BrowserSession:
+        if spec.proxy is not None:  # a trace records the proxy's Basic credentials
+            register_secrets(context, spec.proxy.secret_values())
         try:
             session_storage = state.session_storage if state is not None else {}
             if script := restore_script(session_storage, local_storage):
