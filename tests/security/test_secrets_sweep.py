@@ -1,10 +1,11 @@
-"""The secrets sweep: distinctive fake secrets go in the way a user puts them in (a proxy
-password on stdin, a GitHub token and an OpenAI key in an environment variable for `service
-add`, a site password on stdin for `secret set`), a real fleet run uses all of them with traces
-on (`fleetwright run ... --local --trace on`, Prefect at DEBUG), and then every place a secret
-could end up is searched for every form of every value (fleetwright.testing.sweep):
+"""The secrets sweep: distinctive fake secrets go in the way a user puts them in (proxy
+passwords on stdin, a GitHub token, its webhook secret and an OpenAI key in environment
+variables for `service add`, site passwords on stdin for `secret set`), real fleet runs use all
+of them with traces on (`fleetwright run ... --trace on`, in-process and on a warm worker,
+Prefect at DEBUG), `fleetwright webhooks serve` receives a signed delivery, and then every place
+a secret could end up is searched for every form of every value (fleetwright.testing.sweep):
 
-- stdout and stderr of every CLI process;
+- stdout and stderr of every CLI process, the warm worker and the webhook receiver;
 - the Prefect API: logs, artifacts, flow runs (with their parameters), task runs, events,
   variables, deployments and block documents as listed (secret fields must come back
   obfuscated unless include_secrets is asked for);
@@ -28,6 +29,7 @@ import os
 import sqlite3
 import subprocess
 import sys
+import time
 import uuid
 import zipfile
 from collections.abc import Iterator
@@ -40,11 +42,12 @@ import pytest
 
 from fleetwright.embedded.stack import stop_process
 from fleetwright.fleet.warm import await_warm_worker
-from fleetwright.testing.fake_github import FakeGitHub
+from fleetwright.testing.fake_github import FakeGitHub, deliver_webhook
 from fleetwright.testing.fake_openai import FakeOpenAI
-from fleetwright.testing.proxies import MicroSocks, TinyProxy
+from fleetwright.testing.proxies import MicroSocks, TinyProxy, free_port, wait_port
 from fleetwright.testing.site import SiteServer, serve_site
 from fleetwright.testing.sweep import Hit, ProcSampler, search
+from fleetwright.testing.webhook_payloads import webhook_payload
 
 pytestmark = [pytest.mark.prefect, pytest.mark.browser]
 
@@ -57,6 +60,7 @@ SECRETS = {
     "socks5 proxy password": f"FwSweepSocksProxy{_TAG}",
     "github token": f"ghp_FwSweepGitHub{_TAG}",
     "openai key": f"sk-FwSweepOpenAI{_TAG}",
+    "webhook secret": f"whsec-FwSweepWebhook{_TAG}",
     "site password (storage profile)": f"Fw-sweep&site!{_TAG}a",
     "site password (persistent profile)": f"Fw-sweep&site!{_TAG}b",
 }
@@ -86,6 +90,14 @@ steps:
 """
 
 STORAGE_PROFILE, PERSISTENT_PROFILE = "sweep-storage", "sweep-persistent"
+WEBHOOK_DELIVERY = str(uuid.uuid4())
+ISSUE_LABELLED = webhook_payload(
+    "issues",
+    action="labeled",
+    label={"name": "recheck"},
+    issue={"number": 1, "title": "Recheck", "body": f"profile: {STORAGE_PROFILE}"},
+    repository={"full_name": "octo/sweep"},
+)
 
 
 @pytest.fixture(scope="module")
@@ -166,6 +178,18 @@ def _prefect_api_blobs(since: datetime) -> dict[str, list[tuple[str, bytes]]]:
             page = resp.json()
         out["events"] = [(f"event {e['event']} {e['id']}", json.dumps(e).encode()) for e in events]
     return out
+
+
+def _wait_for_event(event_id: str, timeout: float = 60) -> None:
+    """Until the Prefect API has stored the event `event_id` (events are stored in batches)."""
+    deadline = time.monotonic() + timeout
+    with _api() as client:
+        while time.monotonic() < deadline:
+            resp = client.post("/events/filter", json={"filter": {"id": {"id": [event_id]}}})
+            if resp.status_code == 200 and resp.json()["events"]:
+                return
+            time.sleep(0.5)
+    raise AssertionError(f"event {event_id} was not stored")
 
 
 def _revealed_blocks() -> list[tuple[str, bytes]]:
@@ -258,9 +282,11 @@ def test_no_secret_is_left_anywhere_after_a_real_run(
             "--password-stdin", stdin=SECRETS["socks5 proxy password"] + "\n")  # fmt: skip
         cli("profile", "add", STORAGE_PROFILE, "--proxy", "sweep-http")
         cli("profile", "add", PERSISTENT_PROFILE, "--proxy", "sweep-socks", "--mode", "persistent")
-        gh_env = {"SWEEP_GH_TOKEN": SECRETS["github token"]}
+        gh_env = {"SWEEP_GH_TOKEN": SECRETS["github token"],
+                  "SWEEP_WH_SECRET": SECRETS["webhook secret"]}  # fmt: skip
         cli("service", "add", "github", "--account", "ops", "--base-url", github.url,
-            "--token-env", "SWEEP_GH_TOKEN", env=gh_env)  # fmt: skip
+            "--token-env", "SWEEP_GH_TOKEN", "--webhook-secret-env", "SWEEP_WH_SECRET",
+            env=gh_env)  # fmt: skip
         ai_env = {"SWEEP_OPENAI_KEY": SECRETS["openai key"]}
         cli("service", "add", "openai", "--account", "ai", "--base-url", openai.base_url,
             "--api-key-env", "SWEEP_OPENAI_KEY", env=ai_env)  # fmt: skip
@@ -277,7 +303,8 @@ def test_no_secret_is_left_anywhere_after_a_real_run(
         run_args = ["sweep", STORAGE_PROFILE, PERSISTENT_PROFILE, "--trace", "on", "--json",
                     "-p", f"base_url={site.url}"]  # fmt: skip
         plant = f"FwSweepPlanted{_TAG}"
-        warm_log = tmp_path / "warm-worker.log"
+        warm_log, hook_log = tmp_path / "warm-worker.log", tmp_path / "webhooks.log"
+        hook_port = free_port()
         with ProcSampler() as sampler:
             planted = subprocess.Popen(
                 [sys.executable, "-c", "import time; time.sleep(600)", f"--planted={plant}"],
@@ -289,16 +316,32 @@ def test_no_secret_is_left_anywhere_after_a_real_run(
                     env={**os.environ, **debug}, stdout=out, stderr=subprocess.STDOUT,
                     start_new_session=True,
                 )  # fmt: skip
+            with open(hook_log, "wb") as out:  # the receiver reads its secret from the block
+                hooks = subprocess.Popen(
+                    [FLEETWRIGHT, "webhooks", "serve", "--account", "ops", "--port",
+                     str(hook_port)],
+                    env={**os.environ, **debug}, stdout=out, stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )  # fmt: skip
             try:
                 local = cli("run", *run_args, "--local", env=debug)
                 asyncio.run(await_warm_worker(timeout=timedelta(seconds=120)))
                 now = cli("run", *run_args, "--now", env=debug)
+                wait_port(hook_port, timeout=timedelta(seconds=60))
+                delivered = deliver_webhook(
+                    f"http://127.0.0.1:{hook_port}/github", "issues", ISSUE_LABELLED,
+                    secret=SECRETS["webhook secret"], delivery=WEBHOOK_DELIVERY,
+                )  # fmt: skip
+                assert delivered.status_code == 202, delivered.text
+                _wait_for_event(WEBHOOK_DELIVERY)
                 sampler.wait_rounds(2)
             finally:
                 stop_process(warm)
+                stop_process(hooks)
                 planted.kill()
                 planted.wait()
         cli.outputs.append(("warm worker output", warm_log.read_bytes()))
+        cli.outputs.append(("webhooks serve output", hook_log.read_bytes()))
         for run in (local, now):
             summary = json.loads(run.stdout)
             assert summary["ok"] == 2 and summary["failed"] == 0, summary
@@ -330,6 +373,8 @@ def test_no_secret_is_left_anywhere_after_a_real_run(
     # -- positive controls: every channel was read and holds what it should ----------------
     assert _found(STORAGE_PROFILE, [b for b in cli.outputs if "run sweep" in b[0]])
     assert _found("sweep", [b for b in cli.outputs if "warm worker" in b[0]])
+    assert _found("POST /github", [b for b in cli.outputs if "webhooks serve" in b[0]])
+    assert _found(WEBHOOK_DELIVERY, channels["prefect api events"]), "no webhook event"
     for kind in ("logs", "flow runs", "task runs", "events", "block documents"):
         assert _found(STORAGE_PROFILE, channels[f"prefect api {kind}"]), kind
     assert channels["prefect api artifacts"], "no artifacts listed"
