@@ -1,11 +1,12 @@
-"""The secrets sweep: distinctive fake secrets go in the way a user puts them in (proxy
-passwords on stdin, a GitHub token, its webhook secret and an OpenAI key in environment
-variables for `service add`, site passwords on stdin for `secret set`), real fleet runs use all
-of them with traces on (`fleetwright run ... --trace on`, in-process and on a warm worker,
-Prefect at DEBUG), `fleetwright webhooks serve` receives a signed delivery, and then every place
-a secret could end up is searched for every form of every value (fleetwright.testing.sweep):
+"""The secrets sweep: distinctive fake secrets go in the way a user puts them in (proxy passwords
+on stdin, a GitHub token, its webhook secret and an OpenAI key in environment variables for
+`service add`, site passwords on stdin for `secret set`), real fleet runs use all of them with
+traces on (`fleetwright run ... --trace on`: in-process, through the run-command deployment on
+a process worker, and on a warm worker; Prefect at DEBUG), `fleetwright webhooks serve`
+receives a signed delivery, and then every place a secret could end up is searched for every
+form of every value (fleetwright.testing.sweep):
 
-- stdout and stderr of every CLI process, the warm worker and the webhook receiver;
+- stdout and stderr of every CLI process, both workers and the webhook receiver;
 - the Prefect API: logs, artifacts, flow runs (with their parameters), task runs, events,
   variables, deployments and block documents as listed (secret fields must come back
   obfuscated unless include_secrets is asked for);
@@ -40,7 +41,7 @@ from typing import Any
 import httpx
 import pytest
 
-from fleetwright.embedded.stack import stop_process
+from fleetwright.embedded.stack import deploy_project, start_worker, stop_process
 from fleetwright.fleet.warm import await_warm_worker
 from fleetwright.testing.fake_github import FakeGitHub, deliver_webhook
 from fleetwright.testing.fake_openai import FakeOpenAI
@@ -297,9 +298,12 @@ def test_no_secret_is_left_anywhere_after_a_real_run(
         command_file.write_text(COMMAND)
         cli("commands", "load", str(command_file))
 
-        # -- two runs (in this process, and on a warm worker: its task parameters travel
-        # through result storage), every process's argv and environment sampled throughout --
+        # -- three runs (in this process; through the run-command deployment on a process
+        # worker; on a warm worker, whose task parameters travel through result storage), and
+        # a webhook; every process's argv and environment sampled throughout ---------------
         debug = {"PREFECT_LOGGING_LEVEL": "DEBUG"}
+        deploy_project({"FLEETWRIGHT_HOME": str(home)}, names=["run-command"])
+        worker_log = tmp_path / "process-worker.log"
         run_args = ["sweep", STORAGE_PROFILE, PERSISTENT_PROFILE, "--trace", "on", "--json",
                     "-p", f"base_url={site.url}"]  # fmt: skip
         plant = f"FwSweepPlanted{_TAG}"
@@ -323,8 +327,10 @@ def test_no_secret_is_left_anywhere_after_a_real_run(
                     env={**os.environ, **debug}, stdout=out, stderr=subprocess.STDOUT,
                     start_new_session=True,
                 )  # fmt: skip
+            worker = start_worker({"FLEETWRIGHT_HOME": str(home), **debug}, log_path=worker_log)
             try:
                 local = cli("run", *run_args, "--local", env=debug)
+                deployed = cli("run", *run_args, "--wait", env=debug)
                 asyncio.run(await_warm_worker(timeout=timedelta(seconds=120)))
                 now = cli("run", *run_args, "--now", env=debug)
                 wait_port(hook_port, timeout=timedelta(seconds=60))
@@ -336,19 +342,21 @@ def test_no_secret_is_left_anywhere_after_a_real_run(
                 _wait_for_event(WEBHOOK_DELIVERY)
                 sampler.wait_rounds(2)
             finally:
+                stop_process(worker)
                 stop_process(warm)
                 stop_process(hooks)
                 planted.kill()
                 planted.wait()
+        cli.outputs.append(("process worker output", worker_log.read_bytes()))
         cli.outputs.append(("warm worker output", warm_log.read_bytes()))
         cli.outputs.append(("webhooks serve output", hook_log.read_bytes()))
-        for run in (local, now):
+        for run in (local, deployed, now):
             summary = json.loads(run.stdout)
             assert summary["ok"] == 2 and summary["failed"] == 0, summary
 
         # the runs really used every secret
-        assert github.issue("octo/sweep", 4)["title"].startswith("Swept ")
-        assert len([r for r in openai.requests if r.path == "/v1/responses"]) == 4
+        assert github.issue("octo/sweep", 6)["title"].startswith("Swept ")
+        assert len([r for r in openai.requests if r.path == "/v1/responses"]) == 6
         for profile, which in [(STORAGE_PROFILE, "storage"), (PERSISTENT_PROFILE, "persistent")]:
             value = SECRETS[f"site password ({which} profile)"]
             assert site.logins[profile] == hashlib.sha256(value.encode()).hexdigest()
@@ -373,6 +381,7 @@ def test_no_secret_is_left_anywhere_after_a_real_run(
     # -- positive controls: every channel was read and holds what it should ----------------
     assert _found(STORAGE_PROFILE, [b for b in cli.outputs if "run sweep" in b[0]])
     assert _found("sweep", [b for b in cli.outputs if "warm worker" in b[0]])
+    assert _found("sweep", [b for b in cli.outputs if "process worker" in b[0]])
     assert _found("POST /github", [b for b in cli.outputs if "webhooks serve" in b[0]])
     assert _found(WEBHOOK_DELIVERY, channels["prefect api events"]), "no webhook event"
     for kind in ("logs", "flow runs", "task runs", "events", "block documents"):
