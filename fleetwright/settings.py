@@ -12,7 +12,7 @@ import sys
 from datetime import timedelta
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -91,6 +91,19 @@ class Settings(BaseSettings):
         "`fleetwright up` starts (its PREFECT_SERVER_ENCRYPTION_KEY).",
     )
 
+    metrics: bool = Field(
+        default=True,
+        description="Record Prometheus metrics (sessions, phases, browsers, services) into "
+        "the host's metrics folder, which `fleetwright metrics serve` exposes.",
+    )
+    metrics_port: int = Field(
+        default=9464, ge=1, le=65535, description="Port of `fleetwright metrics serve`."
+    )
+    log_format: Literal["text", "json"] = Field(
+        default="text",
+        description="`json`: one JSON object per log line with run/profile/session ids.",
+    )
+
     @field_validator("lease_ttl", "lease_wait", mode="before")
     @classmethod
     def _seconds(cls, value: Any) -> Any:
@@ -147,6 +160,11 @@ class Settings(BaseSettings):
     @property
     def commands_dir(self) -> Path:
         return self.home / "commands"
+
+    @property
+    def metrics_dir(self) -> Path:
+        """Where every Fleetwright process on this host writes its metrics (multiprocess)."""
+        return self.home / "metrics"
 
     @property
     def prefect_home(self) -> Path:

@@ -1,0 +1,99 @@
+"""What Prometheus metrics cost: Fleetwright fleet throughput at concurrency 4 on the 0 ms site
+with metrics on (every process writing to the host's metrics folder, as in production) ÷ the
+same fleet with them off, in alternating rounds of the same run."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+
+from bench.fleet_common import alternate, per_minute
+from bench.fleet_flow import bind, fleet_flow
+from bench.harness import Bench
+from bench.stats import Figure, ab_ratio
+from bench.workload import FleetSession, load_bench_command
+from fleetwright.browser import BrowserPool
+from fleetwright.observability.metrics import reset_fleet_metrics
+from fleetwright.settings import get_settings
+
+__all__ = ["CONCURRENCY", "FIGURES", "run", "use_metrics"]
+
+FIGURES = ("metrics_overhead_ratio",)
+CONCURRENCY = 4
+
+
+@contextmanager
+def use_metrics(on: bool) -> Iterator[None]:
+    """Sessions in this block record metrics (`on`) or not; the setting is restored after."""
+    settings = get_settings()
+    before = settings.metrics
+    settings.metrics = on
+    reset_fleet_metrics()
+    try:
+        yield
+    finally:
+        settings.metrics = before
+        reset_fleet_metrics()
+
+
+def _recording_cost_us(sessions: int) -> float:
+    """CPU cost of what one session records (counter, five phase observations, active
+    gauge up and down), in µs: the part of the ratio that is not machine noise."""
+    from fleetwright.observability.metrics import error_label, fleet_metrics
+
+    with use_metrics(True):
+        m = fleet_metrics()
+        assert m is not None
+        t0 = time.perf_counter()
+        for _ in range(sessions):
+            m.sessions_active.inc()
+            for phase in ("lease_wait", "launch", "steps", "save", "record"):
+                m.phase_seconds.labels(phase=phase).observe(0.05)
+            m.sessions_active.dec()
+            m.sessions.labels(command="bench", status="ok", error_type=error_label(None)).inc()
+            m.browser_processes.set(1)
+            m.browser_contexts.set(4)
+        return (time.perf_counter() - t0) * 1e6 / sessions
+
+
+async def run(bench: Bench) -> dict[str, Figure]:
+    bench.prefect()
+    n = bench.sizes.lease_sessions
+    profiles = bench.profiles(n, prefix="metrics")
+    load_bench_command(bench.root / "commands")
+    async with BrowserPool(browsers=1) as pool:
+        runner = FleetSession(pool, bench.site(0).url)
+        bind(runner)
+        try:
+            await fleet_flow(profiles, CONCURRENCY)  # warm-up and first saved states
+
+            def fleet(on: bool) -> Callable[[], Awaitable[float]]:
+                async def side() -> float:
+                    with use_metrics(on):
+                        return per_minute(n, await fleet_flow(profiles, CONCURRENCY))
+
+                return side
+
+            sides = await alternate(bench.sizes.ab_rounds, {"on": fleet(True), "off": fleet(False)})
+        finally:
+            await runner.close()
+    folder = get_settings().metrics_dir
+    recording_us = _recording_cost_us(2000 if n > 10 else 200)
+    return {
+        "metrics_overhead_ratio": ab_ratio(
+            sides["on"],
+            sides["off"],
+            unit="ratio",
+            a_name="metrics_on",
+            b_name="the same Fleetwright fleet with FLEETWRIGHT_METRICS=false",
+            a_unit="sessions/min",
+            concurrency=CONCURRENCY,
+            delay_ms=0,
+            sessions_per_round=n,
+            metrics_dir=str(folder),
+            metrics_files=len(list(folder.glob("*.db"))) if folder.exists() else 0,
+            recording_us_per_session=round(recording_us, 1),
+            path=f"run-profile-session task per session → {runner.path}",
+        )
+    }
