@@ -13,6 +13,7 @@ import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from fleetwright.observability.processes import process_id
 from fleetwright.settings import Settings, get_settings
 
 if TYPE_CHECKING:
@@ -62,7 +63,9 @@ def _enable_multiprocess(directory: str) -> None:
         # the class is chosen when prometheus_client is first imported, which may have
         # happened (through a library) before Fleetwright's settings were read; a new one
         # also opens its files afresh, in the new folder
-        values.ValueClass = values.MultiProcessValue()  # type: ignore[no-untyped-call]
+        # files are named by pid and start time (see processes.py), so a reused pid never
+        # continues a process that ended
+        values.ValueClass = values.MultiProcessValue(process_id)  # type: ignore[no-untyped-call]
     _directory = directory
 
 

@@ -120,3 +120,68 @@ def test_serve_refuses_a_taken_port_in_one_line(tmp_path: Path) -> None:
     assert bad.returncode == 2
     assert "--port 0 is not a port" in bad.stderr
     assert "Traceback" not in bad.stderr
+
+
+def _files(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.glob("*.db"))
+
+
+def test_ended_processes_fold_into_archives_and_a_crashed_fold_is_finished(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A host that ran many flow runs is read from a few files: the files of processes that
+    ended are folded into one archive per kind, keeping every count, also across a fold that
+    stopped half way."""
+    from fleetwright.observability.serve import HostCollector
+
+    home = tmp_path / "home"
+    folder = home / "metrics"
+    ok = ("fleetwright_sessions_total", (("command", "demo"), ("error_type", ""), ("status", "ok")))
+    breaker = ("fleetwright_breaker_state", (("account", "bot"), ("service", "github")))
+    for _ in range(2):
+        p = _child(home, "exit")
+        p.communicate(timeout=60)
+        assert p.returncode == 0
+    assert len([f for f in _files(folder) if f.startswith("counter_")]) == 2
+    got = _samples(home)
+    assert got[ok] == 2.0 and got[breaker] == 2.0
+    assert _files(folder) == [
+        "counter_archive.db", "gauge_mostrecent_archive.db", "histogram_archive.db",
+    ]  # fmt: skip
+
+    # a fold that stopped after switching the archive, before removing what it folded
+    for _ in range(2):
+        _child(home, "exit").communicate(timeout=60)
+
+    def crash(self: HostCollector) -> None:
+        raise OSError("stopped here")
+
+    monkeypatch.setattr(HostCollector, "_finish_journal", crash)
+    with pytest.raises(OSError, match="stopped here"):
+        HostCollector(folder).tidy()
+    monkeypatch.undo()
+    assert (folder / "compaction.journal").exists()
+    got = _samples(home)  # the next scrape finishes it: nothing counted twice
+    assert got[ok] == 4.0
+    assert got[("fleetwright_session_phase_seconds_count", (("phase", "launch"),))] == 4.0
+    assert not (folder / "compaction.journal").exists()
+
+    # a fold that stopped before switching the archive: its half-written archive is dropped
+    _child(home, "exit").communicate(timeout=60)
+    dead = next(f for f in _files(folder) if f.startswith("counter_") and "archive" not in f)
+    (folder / "counter_archive.db.new").write_bytes(b"\0" * 16)
+    (folder / "compaction.journal").write_text(dead + "\n")
+    got = _samples(home)
+    assert got[ok] == 5.0
+    assert not (folder / "counter_archive.db.new").exists()
+
+
+def test_a_reused_pid_is_not_the_process_that_ended() -> None:
+    import os
+
+    from fleetwright.observability.processes import alive, process_id
+
+    me = process_id()
+    assert me.startswith(f"{os.getpid()}-") and alive(me)
+    assert not alive(f"{os.getpid()}-1")  # same pid, another start: that process ended
+    assert not alive("archive")
