@@ -64,8 +64,12 @@ class Recorder:
         heard.append(("start", start))
 
     def phase(self, name: str, seconds: float) -> None:
+        from fleetwright.observability.context import current_session_ids
+
         assert seconds >= 0
         self.heard.append(("phase", name))
+        if name == "steps":  # what the JSON log format adds to the session's records
+            self.heard.append(("ids", current_session_ids()))
 
     async def finished(self, result: Any) -> None:
         self.heard.append(("finished", (result.status, result.error_type)))
@@ -125,6 +129,8 @@ def test_observers_hear_every_phase_and_the_outcome(
     first = heard[: heard.index(("start", starts[1]))]
     second = heard[len(first) :]
     assert [v for k, v in first if k == "phase"] == ["launch", "steps", "save", "record"]
+    ids = {"profile": "obs-p", "session": starts[0].run_id, "command": "obs-login"}
+    assert [v for k, v in first if k == "ids"] == [ids]
     assert first[-1] == ("finished", ("ok", None))
     assert [v for k, v in second if k == "phase"] == ["launch", "record"]
     assert second[-1] == ("finished", ("failed", "StepError"))
