@@ -63,6 +63,7 @@ class Sizes:
     long_run: int
     empty_task_n: int
     cli_n: int
+    state_n: int
 
     @classmethod
     def for_mode(cls, mode: Mode) -> Sizes:
@@ -85,6 +86,7 @@ class Sizes:
                 long_run=1_000,
                 empty_task_n=200,
                 cli_n=10,
+                state_n=20,
             )
         return cls(
             ab_rounds=1,
@@ -104,6 +106,7 @@ class Sizes:
             long_run=6,
             empty_task_n=10,
             cli_n=2,
+            state_n=2,
         )
 
 

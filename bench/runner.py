@@ -72,6 +72,19 @@ BENCHMARKS: tuple[Benchmark, ...] = (
     ),
     Benchmark("catalogue", "catalogue_bench", ("catalogue_select_1000_of_100k_ms",)),
     Benchmark(
+        "state",
+        "state_bench",
+        tuple(
+            f"state_{kind}_ms_{backend}_{mode}"
+            for mode, backends in (
+                ("storage", ("local", "database", "object")),
+                ("persistent", ("local", "object")),
+            )
+            for backend in backends
+            for kind in ("save", "fetch")
+        ),
+    ),
+    Benchmark(
         "import",
         "import_bench",
         ("import_10k_profiles_s", "import_10k_blocks_s", "reconcile_one_edit_ms"),

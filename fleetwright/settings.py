@@ -79,6 +79,26 @@ class Settings(BaseSettings):
     lease_ttl: timedelta = Field(default=timedelta(seconds=60))
     lease_wait: timedelta = Field(default=timedelta(seconds=30))
     state_versions_kept: int = Field(default=5, ge=1)
+    state_backend: Literal["local", "database", "object"] = Field(
+        default="local",
+        description="Where profile states are kept: `local` (files in the home), `database` "
+        "(storage-mode states in the catalogue) or `object` (an S3-compatible bucket, both "
+        "modes). Credentials for `object` come from the standard AWS variables or files.",
+    )
+    state_endpoint_url: str | None = Field(
+        default=None,
+        description="S3 endpoint URL for state_backend=object (e.g. a MinIO or Ceph server); "
+        "default AWS S3.",
+    )
+    state_bucket: str | None = Field(
+        default=None, description="Bucket of state_backend=object (it must exist)."
+    )
+    state_prefix: str = Field(
+        default="fleetwright/", description="Key prefix inside the bucket for profile states."
+    )
+    state_region: str | None = Field(
+        default=None, description="Region of the bucket; default the AWS configuration's."
+    )
     demo_site_port: int = Field(default=8765)
     api_token: SecretStr | None = Field(
         default=None,

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import secrets
 import shutil
@@ -21,7 +20,7 @@ from fleetwright.browser.chromium import chromium_args, find_chromium, needs_no_
 from fleetwright.browser.env import browser_env, scrub_driver_env
 from fleetwright.browser.errors import map_playwright_error
 from fleetwright.browser.procs import TAG_VAR, alive, kill_tree, tagged_pids
-from fleetwright.browser.session import SESSION_FILE, BrowserSession
+from fleetwright.browser.session import BrowserSession, read_session_file
 from fleetwright.browser.session_storage import restore_script, split_origins
 from fleetwright.browser.spec import LaunchSpec, context_options
 from fleetwright.browser.state import BrowserState, StateStore
@@ -343,7 +342,7 @@ class BrowserPool:
             self.launched += 1
             entry.pid_task = asyncio.create_task(self._find_pid(entry))
             context.on("close", lambda _c: self._on_disconnect(entry))
-            state = await asyncio.to_thread(_read_session_file, workdir)
+            state = await asyncio.to_thread(read_session_file, workdir)
             if state is not None and state.storage.get("cookies"):
                 await context.add_cookies(state.storage["cookies"])
             session = await self._prepare(spec, context, entry, artifacts, state, None, started)
@@ -429,15 +428,3 @@ class BrowserPool:
 
 def _server(spec: LaunchSpec) -> str | None:
     return spec.proxy.server if spec.proxy is not None else None
-
-
-def _read_session_file(workdir: Path) -> BrowserState | None:
-    """sessionStorage and session cookies a persistent profile saved with its last version."""
-    try:
-        data = json.loads((workdir / SESSION_FILE).read_bytes())
-        return BrowserState(
-            storage={"cookies": data.get("session_cookies", []), "origins": []},
-            session_storage=data.get("session_storage", {}),
-        )
-    except (OSError, ValueError, AttributeError):
-        return None

@@ -20,7 +20,7 @@ from fleetwright.errors import SessionError
 if TYPE_CHECKING:
     from playwright.async_api import BrowserContext, Page
 
-__all__ = ["SESSION_FILE", "BrowserSession"]
+__all__ = ["SESSION_FILE", "BrowserSession", "read_session_file", "write_session_file"]
 
 logger = logging.getLogger(__name__)
 
@@ -124,12 +124,7 @@ class BrowserSession:
         assert self._store is not None
         if self.workdir is None or self._closed:
             raise SessionError(f"Profile {self.profile_name!r}: the session is already closed")
-        # Chromium drops these at restart; carry them like a restored session would
-        captured = await capture_session_storage(list(self.context.pages))
-        cookies = [c for c in await self.context.cookies() if c.get("expires", -1) == -1]
-        payload = {"session_storage": captured, "session_cookies": cookies}
-        data = json.dumps(payload).encode()
-        await asyncio.to_thread(atomic_write_bytes, self.workdir / SESSION_FILE, data)
+        await write_session_file(self.context, self.workdir)
         await self.close(failed=False)
         version = await asyncio.to_thread(
             self._store.commit, self.profile_name, self.workdir, run_id
@@ -188,3 +183,25 @@ class BrowserSession:
     def mark_crashed(self, *_args: Any) -> None:
         """Note that the page or browser died (event handler)."""
         self.crashed = True
+
+
+def read_session_file(workdir: Path) -> BrowserState | None:
+    """sessionStorage and session cookies a persistent profile saved with its last version."""
+    try:
+        data = json.loads((workdir / SESSION_FILE).read_bytes())
+        return BrowserState(
+            storage={"cookies": data.get("session_cookies", []), "origins": []},
+            session_storage=data.get("session_storage", {}),
+        )
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+async def write_session_file(context: BrowserContext, workdir: Path) -> None:
+    """What Chromium drops at a restart (sessionStorage, session cookies), saved into a
+    persistent profile's folder to be carried like a restored session would be."""
+    captured = await capture_session_storage(list(context.pages))
+    cookies = [c for c in await context.cookies() if c.get("expires", -1) == -1]
+    payload = {"session_storage": captured, "session_cookies": cookies}
+    data = json.dumps(payload).encode()
+    await asyncio.to_thread(atomic_write_bytes, workdir / SESSION_FILE, data)

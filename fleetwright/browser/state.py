@@ -4,6 +4,14 @@ Storage mode keeps one JSON file per version (Playwright storage state + session
 persistent mode keeps one user-data-dir per version and runs each session on a working copy.
 Files are written and made durable first, then ONE catalogue transaction adds the version row
 and points the profile at it, so a process killed at any moment leaves the previous version.
+
+Where the bytes live is the state backend (settings.state_backend): `local` files under the
+home, `database` (storage mode only: a StateBlob row written in the switching transaction) or
+`object` (an S3-compatible bucket; persistent user-data-dirs packed as tar + zstd). Database
+and object versions are content-addressed (their checksum names them) and each host keeps a
+cache of them under <home>/profiles/<profile>/cache, so an unchanged state is fetched once. A
+row's path says where its bytes are (`db:<sha256>`, `s3:<key>`, else a file), so versions
+saved under another backend stay readable.
 """
 
 from __future__ import annotations
@@ -32,9 +40,17 @@ from fleetwright.browser.files import (
     fsync_dir,
     prune_caches,
 )
+from fleetwright.browser.objects import (
+    ORPHAN_GRACE,
+    ObjectStore,
+    fetch_verified,
+    pack_dir,
+    strip_pack_skips,
+    unpack,
+)
 from fleetwright.catalogue.db import session_scope
-from fleetwright.catalogue.models import Profile, ProfileState
-from fleetwright.errors import NotFoundError, StateError
+from fleetwright.catalogue.models import Profile, ProfileState, StateBlob
+from fleetwright.errors import ConfigurationError, NotFoundError, StateError
 from fleetwright.settings import get_settings
 from fleetwright.specs import block_name_for
 
@@ -42,6 +58,23 @@ __all__ = ["BrowserState", "StateStore", "StateVersion", "StoredRef"]
 
 logger = logging.getLogger(__name__)
 _HOST = socket.gethostname().replace("-", "_")
+_DB = "db:"
+_S3 = "s3:"
+_PACK = ".tar.zst"
+BACKENDS = ("local", "database", "object")
+
+
+def _remote(location: str) -> bool:
+    return location.startswith((_DB, _S3))
+
+
+def _digest_of(location: str) -> str | None:
+    """The content checksum a database/object location is named by (None: a local file)."""
+    if location.startswith(_DB):
+        return location[len(_DB) :]
+    if location.startswith(_S3):
+        return location.rsplit("/", 1)[-1].split(".", 1)[0]
+    return None
 
 
 class BrowserState(BaseModel):
@@ -66,25 +99,52 @@ class StoredRef:
 
 @dataclass(frozen=True, slots=True)
 class StateVersion:
-    """One saved version as the catalogue lists it."""
+    """One saved version as the catalogue lists it (path: its local file, None when it is kept
+    in the catalogue or a bucket; location: where it is, as the catalogue row says)."""
 
     version: int
-    path: Path
+    path: Path | None
     size_bytes: int
     checksum: str
     run_id: int | None
     created_at: datetime
     current: bool
+    location: str = ""
 
 
 class StateStore:
     """Load, save, list and roll back profile state versions."""
 
-    def __init__(self, url: str | None = None, home: Path | None = None) -> None:
+    def __init__(
+        self,
+        url: str | None = None,
+        home: Path | None = None,
+        *,
+        backend: str | None = None,
+        objects: ObjectStore | None = None,
+    ) -> None:
         settings = get_settings()
         self.url = url or settings.catalogue_url
         self.home = home or settings.home
         self.keep = settings.state_versions_kept
+        self.backend = backend or settings.state_backend
+        if self.backend not in BACKENDS:
+            raise ConfigurationError(
+                f"Unknown state backend {self.backend!r}; use one of {', '.join(BACKENDS)}"
+            )
+        self._objects = objects
+        self._settings = settings
+
+    @property
+    def objects(self) -> ObjectStore:
+        """The bucket of the `object` backend (made from settings on first use)."""
+        if self._objects is None:
+            self._objects = ObjectStore.from_settings(self._settings)
+        return self._objects
+
+    def cache_dir(self, profile_name: str) -> Path:
+        """This host's copies of database/object versions, named by checksum."""
+        return self.profile_dir(profile_name) / "cache"
 
     # -- paths -------------------------------------------------------------------------
     def profile_dir(self, profile_name: str) -> Path:
@@ -134,10 +194,18 @@ class StateStore:
             return profile.state_version, row
 
     def _switch(
-        self, profile_name: str, path: Path, *, size: int, checksum: str, run_id: int | None
-    ) -> tuple[int, list[Path], set[Path]]:
-        """One transaction: add the version row, point the profile at it, drop the rows beyond
-        the newest `keep`. Returns the version, the dropped rows' paths, the kept ones."""
+        self,
+        profile_name: str,
+        location: str,
+        *,
+        size: int,
+        checksum: str,
+        run_id: int | None,
+        blob: bytes | None = None,
+    ) -> tuple[int, list[str], set[str]]:
+        """One transaction: add the version row (and its StateBlob when `blob` is given),
+        point the profile at it, drop the rows beyond the newest `keep` and the blobs no row
+        names any more. Returns the version, the dropped rows' locations, the kept ones."""
         with session_scope(self.url) as session:
             found = session.execute(
                 select(Profile.id, Profile.state_version)
@@ -160,7 +228,7 @@ class StateStore:
                 insert(ProfileState).values(
                     profile_id=profile_id,
                     version=version,
-                    path=self._rel(path),
+                    path=location,
                     size_bytes=size,
                     checksum=checksum,
                     run_id=run_id,
@@ -174,11 +242,29 @@ class StateStore:
                 session.execute(
                     delete(ProfileState).where(ProfileState.id.in_([r.id for r in doomed]))
                 )
-            return (
-                version,
-                [self._abs(r.path) for r in doomed],
-                {path, *(self._abs(r.path) for r in kept)},
-            )
+            kept_paths = {location, *(r.path for r in kept)}
+            if blob is not None:
+                present = session.scalar(
+                    select(StateBlob.id).where(
+                        StateBlob.profile_id == profile_id, StateBlob.checksum == checksum
+                    )
+                )
+                if present is None:
+                    session.execute(
+                        insert(StateBlob).values(
+                            profile_id=profile_id,
+                            checksum=checksum,
+                            size_bytes=len(blob),
+                            data=blob,
+                        )
+                    )
+            if blob is not None or any(r.path.startswith(_DB) for r in doomed):
+                named = {p[len(_DB) :] for p in kept_paths if p.startswith(_DB)}
+                unnamed = delete(StateBlob).where(StateBlob.profile_id == profile_id)
+                if named:
+                    unnamed = unnamed.where(StateBlob.checksum.not_in(named))
+                session.execute(unnamed)
+            return version, [r.path for r in doomed], kept_paths
 
     def _delete_paths(self, paths: list[Path]) -> None:
         for path in paths:
@@ -187,13 +273,55 @@ class StateStore:
             else:
                 path.unlink(missing_ok=True)
 
+    def _forget(self, profile_name: str, doomed: list[str], kept: set[str]) -> None:
+        """After a switch: delete what the dropped versions used and no kept one names
+        (their files, their objects, this host's cached copies)."""
+        self._delete_paths([self._abs(p) for p in doomed if not _remote(p) and p not in kept])
+        keys = [p[len(_S3) :] for p in doomed if p.startswith(_S3) and p not in kept]
+        if keys:
+            self.objects.delete(sorted(set(keys)))
+        self._trim_cache(profile_name, kept)
+
+    def _trim_cache(self, profile_name: str, kept: set[str] | None = None) -> None:
+        """Drop this host's cached copies of versions the catalogue no longer lists."""
+        cache = self.cache_dir(profile_name)
+        if not cache.is_dir():
+            return
+        if kept is None:
+            with session_scope(self.url) as session:
+                profile = self._profile(session, profile_name)
+                kept = set(
+                    session.scalars(
+                        select(ProfileState.path).where(ProfileState.profile_id == profile.id)
+                    )
+                )
+        digests = {_digest_of(p) for p in kept}
+        for entry in cache.iterdir():
+            if not entry.name.startswith(".") and entry.name.split(".", 1)[0] not in digests:
+                self._delete_paths([entry])
+
+    def _sweep_objects(self, profile_name: str, kept: set[str]) -> None:
+        """Delete the profile's objects no version names, once old enough not to belong to a
+        save still running elsewhere (a save killed between its upload and its switch)."""
+        named = {p[len(_S3) :] for p in kept if p.startswith(_S3)}
+        horizon = datetime.now(UTC) - ORPHAN_GRACE
+        prefix = self.objects.folder_prefix(block_name_for(profile_name))
+        stale = [
+            o.key
+            for o in self.objects.listing(prefix)
+            if o.key not in named and o.modified < horizon
+        ]
+        if stale:
+            logger.info("Removing %d unreferenced state objects of %s", len(stale), profile_name)
+            self.objects.delete(stale)
+
     def _referenced(self, profile_name: str) -> set[Path]:
         with session_scope(self.url) as session:
             profile = self._profile(session, profile_name)
             stored = session.scalars(
                 select(ProfileState.path).where(ProfileState.profile_id == profile.id)
             ).all()
-            return {self._abs(p) for p in stored}
+            return {self._abs(p) for p in stored if not _remote(p)}
 
     def _sweep_orphans(
         self, profile_name: str, *, keep: Path, referenced: set[Path] | None = None
@@ -246,18 +374,21 @@ class StateStore:
                 f"Profile {profile_name!r} points at state version {version}, which is missing; "
                 "roll back to a listed version (fleetwright profile state list)"
             )
-        path = self._abs(ref.path)
-        if path.is_dir():
-            raise StateError(
-                f"Profile {profile_name!r} has persistent state; launch it in persistent mode"
-            )
-        try:
-            data = path.read_bytes()
-        except OSError as exc:
-            raise StateError(
-                f"State version {version} of profile {profile_name!r} cannot be read "
-                f"({exc.strerror}); roll back to an earlier version"
-            ) from None
+        if _remote(ref.path):
+            data = self._fetch_blob(ref)
+        else:
+            path = self._abs(ref.path)
+            if path.is_dir():
+                raise StateError(
+                    f"Profile {profile_name!r} has persistent state; launch it in persistent mode"
+                )
+            try:
+                data = path.read_bytes()
+            except OSError as exc:
+                raise StateError(
+                    f"State version {version} of profile {profile_name!r} cannot be read "
+                    f"({exc.strerror}); roll back to an earlier version"
+                ) from None
         if ref.checksum and hashlib.sha256(data).hexdigest() != ref.checksum:
             raise StateError(
                 f"State version {version} of profile {profile_name!r} is corrupt "
@@ -271,12 +402,49 @@ class StateStore:
                 "roll back to an earlier version"
             ) from None
 
+    def _fetch_blob(self, ref: StoredRef) -> bytes:
+        """A database/object storage state: this host's cached copy when its checksum still
+        matches, else fetched (and cached)."""
+        assert ref.path is not None
+        name, location = ref.profile_name, ref.path
+        if location.startswith(_S3) and location.endswith(_PACK):
+            raise StateError(f"Profile {name!r} has persistent state; launch it in persistent mode")
+        digest = ref.checksum or _digest_of(location) or ""
+        cached = self.cache_dir(name) / f"{digest}.json"
+        with contextlib.suppress(OSError):
+            data = cached.read_bytes()
+            if hashlib.sha256(data).hexdigest() == digest:
+                return data
+        if location.startswith(_DB):
+            with session_scope(self.url) as session:
+                found = session.scalar(
+                    select(StateBlob.data)
+                    .join(Profile, Profile.id == StateBlob.profile_id)
+                    .where(Profile.name == name, StateBlob.checksum == location[len(_DB) :])
+                )
+            if found is None:
+                raise StateError(
+                    f"State version {ref.version} of profile {name!r} is missing from the "
+                    "catalogue; roll back to an earlier version"
+                )
+            data = bytes(found)
+        else:
+            data = self.objects.get_bytes(location[len(_S3) :])
+        if hashlib.sha256(data).hexdigest() == digest:
+            with contextlib.suppress(OSError):
+                atomic_write_bytes(cached, data)
+                self._trim_cache(name)
+        return data
+
     def save(self, profile_name: str, state: BrowserState, run_id: int | None = None) -> int:
         """Write `state` as a new version and switch the profile to it; returns the version.
 
         The file is named before its version is known (one catalogue transaction per save):
-        v<UTC time>-<random>.json; the catalogue row says which version it is.
+        v<UTC time>-<random>.json; the catalogue row says which version it is. The database
+        and object backends name a state by its checksum instead.
         """
+        if self.backend != "local":
+            return self._save_remote(profile_name, state, run_id)
         folder = self.profile_dir(profile_name)
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
         path = folder / f"v{stamp}-{secrets.token_hex(4)}.json"
@@ -284,9 +452,9 @@ class StateStore:
         atomic_write_bytes(path, data)
         # a switch that fails leaves the file unreferenced; the next save's sweep removes it
         try:
-            version, old, referenced = self._switch(
+            version, old, kept = self._switch(
                 profile_name,
-                path,
+                self._rel(path),
                 size=len(data),
                 checksum=hashlib.sha256(data).hexdigest(),
                 run_id=run_id,
@@ -296,8 +464,33 @@ class StateStore:
             with contextlib.suppress(OSError):
                 folder.rmdir()
             raise
-        self._delete_paths(old)
+        self._forget(profile_name, old, kept)
+        referenced = {self._abs(p) for p in kept if not _remote(p)}
         self._sweep_orphans(profile_name, keep=path, referenced=referenced)
+        logger.info("Saved state version %d of profile %s", version, profile_name)
+        return version
+
+    def _save_remote(self, profile_name: str, state: BrowserState, run_id: int | None) -> int:
+        """database: the blob goes in with the switch (one transaction); object: the object is
+        uploaded (durable once the PUT returns), then the switch."""
+        data = json.dumps(state.model_dump(mode="json"), separators=(",", ":")).encode()
+        digest = hashlib.sha256(data).hexdigest()
+        if self.backend == "database":
+            location, blob = f"{_DB}{digest}", data
+        else:
+            with session_scope(self.url) as session:
+                self._profile(session, profile_name)  # no such profile: nothing uploaded
+            key = self.objects.key(block_name_for(profile_name), f"states/{digest}.json")
+            self.objects.put_bytes(key, data, digest)
+            location, blob = f"{_S3}{key}", None
+        version, old, kept = self._switch(
+            profile_name, location, size=len(data), checksum=digest, run_id=run_id, blob=blob
+        )
+        with contextlib.suppress(OSError):
+            atomic_write_bytes(self.cache_dir(profile_name) / f"{digest}.json", data)
+        self._forget(profile_name, old, kept)
+        if self.backend == "object":
+            self._sweep_objects(profile_name, kept)
         logger.info("Saved state version %d of profile %s", version, profile_name)
         return version
 
@@ -314,7 +507,8 @@ class StateStore:
             return [
                 StateVersion(
                     version=r.version,
-                    path=self._abs(r.path),
+                    path=None if _remote(r.path) else self._abs(r.path),
+                    location=r.path,
                     size_bytes=r.size_bytes,
                     checksum=r.checksum,
                     run_id=r.run_id,
@@ -348,12 +542,17 @@ class StateStore:
     # -- persistent mode ---------------------------------------------------------------
     def checkout(self, profile_name: str, *, into: Path | None = None) -> Path:
         """A fresh working copy of the profile's current user-data-dir to run a session on."""
+        self._refuse_database(profile_name)
         folder = into or self.profile_dir(profile_name)
         folder.mkdir(parents=True, exist_ok=True)
         self._sweep_workdirs(folder)
         workdir = folder / f"work-{_HOST}-{os.getpid()}-{secrets.token_hex(4)}"
         version, row = self._current_row(profile_name)
-        source = self._abs(row.path) if row is not None else None
+        source: Path | None = None
+        if row is not None and row.path.startswith(_S3):
+            source = self._cached_pack(profile_name, row.path[len(_S3) :], row.checksum)
+        elif row is not None:
+            source = self._abs(row.path)
         if version and (source is None or not source.is_dir()):
             raise StateError(
                 f"Persistent state version {version} of profile {profile_name!r} is missing; "
@@ -364,6 +563,39 @@ class StateStore:
         elif not self._take_staged(folder, source, workdir):
             copy_profile_dir(source, workdir)
         return workdir
+
+    def _refuse_database(self, profile_name: str) -> None:
+        if self.backend == "database":
+            raise StateError(
+                f"Profile {profile_name!r} is persistent and the database state backend keeps "
+                "storage-mode states only; set FLEETWRIGHT_STATE_BACKEND=object or local, or "
+                "pin persistent profiles to one host"
+            )
+
+    def _cached_pack(self, profile_name: str, key: str, checksum: str) -> Path:
+        """This host's unpacked copy of a persistent pack (downloaded once per checksum)."""
+        cache = self.cache_dir(profile_name)
+        target = cache / checksum
+        if target.is_dir():
+            return target
+        cache.mkdir(parents=True, exist_ok=True)
+        pack = cache / f".{checksum}{_PACK}.tmp-{os.getpid()}"
+        staging = cache / f".{checksum}.tmp-{os.getpid()}"
+        try:
+            fetch_verified(self.objects, key, pack, checksum)
+            shutil.rmtree(staging, ignore_errors=True)
+            unpack(pack, staging)
+            try:
+                os.rename(staging, target)
+            except OSError:  # another launcher on this host unpacked it first
+                if not target.is_dir():
+                    raise
+            fsync_dir(cache)
+        finally:
+            pack.unlink(missing_ok=True)
+            shutil.rmtree(staging, ignore_errors=True)
+        self._trim_cache(profile_name)
+        return target
 
     def _take_staged(self, folder: Path, source: Path, workdir: Path) -> bool:
         """Claim the copy of `source` staged at the last commit (one rename), if any."""
@@ -390,8 +622,11 @@ class StateStore:
 
     def commit(self, profile_name: str, workdir: Path, run_id: int | None = None) -> int:
         """Make a closed working copy the profile's new version (rename, then switch)."""
+        self._refuse_database(profile_name)
         if not workdir.is_dir():
             raise StateError(f"Working copy {workdir} of profile {profile_name!r} is gone")
+        if self.backend == "object":
+            return self._commit_object(profile_name, workdir, run_id)
         folder = self.profile_dir(profile_name)
         folder.mkdir(parents=True, exist_ok=True)
         with session_scope(self.url) as session:
@@ -406,12 +641,52 @@ class StateStore:
             os.rename(staging, target)
             shutil.rmtree(workdir, ignore_errors=True)
         fsync_dir(folder)
-        version, old, referenced = self._switch(
-            profile_name, target, size=dir_size(target), checksum="", run_id=run_id
+        version, old, kept = self._switch(
+            profile_name, self._rel(target), size=dir_size(target), checksum="", run_id=run_id
         )
-        self._delete_paths(old)
+        self._forget(profile_name, old, kept)
+        referenced = {self._abs(p) for p in kept if not _remote(p)}
         self._sweep_orphans(profile_name, keep=target, referenced=referenced)
         self._stage(folder, target)
+        logger.info("Saved persistent state version %d of profile %s", version, profile_name)
+        return version
+
+    def _commit_object(self, profile_name: str, workdir: Path, run_id: int | None) -> int:
+        """Pack the closed working copy (tar + zstd, caches left out), upload it under its
+        checksum, keep the folder as this host's cached copy, then switch."""
+        with session_scope(self.url) as session:
+            self._profile(session, profile_name)  # no such profile: nothing uploaded
+        folder = self.profile_dir(profile_name)
+        cache = self.cache_dir(profile_name)
+        cache.mkdir(parents=True, exist_ok=True)
+        prune_caches(workdir)
+        strip_pack_skips(workdir)
+        pack = cache / f".pack{_PACK}.tmp-{os.getpid()}-{secrets.token_hex(4)}"
+        try:
+            digest, size = pack_dir(workdir, pack)
+            key = self.objects.key(block_name_for(profile_name), f"packs/{digest}{_PACK}")
+            if not self.objects.exists(key):
+                self.objects.put_file(key, pack, digest)
+        finally:
+            pack.unlink(missing_ok=True)
+        cached = cache / digest
+        if cached.is_dir():
+            shutil.rmtree(workdir, ignore_errors=True)
+        else:
+            try:
+                os.rename(workdir, cached)
+            except OSError:  # another filesystem
+                staging = cache / f".{digest}.tmp-{os.getpid()}"
+                shutil.copytree(workdir, staging, symlinks=True)
+                os.rename(staging, cached)
+                shutil.rmtree(workdir, ignore_errors=True)
+            fsync_dir(cache)
+        version, old, kept = self._switch(
+            profile_name, f"{_S3}{key}", size=size, checksum=digest, run_id=run_id
+        )
+        self._forget(profile_name, old, kept)
+        self._sweep_objects(profile_name, kept)
+        self._stage(folder, cached)
         logger.info("Saved persistent state version %d of profile %s", version, profile_name)
         return version
 

@@ -13,6 +13,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Text,
@@ -34,6 +35,7 @@ __all__ = [
     "ProxyPool",
     "Run",
     "Service",
+    "StateBlob",
     "SyncCursor",
     "utcnow",
 ]
@@ -303,6 +305,24 @@ class ProfileState(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     __table_args__ = (UniqueConstraint("profile_id", "version"),)
+
+
+class StateBlob(Base):
+    """A storage-mode state kept in the catalogue itself (state backend `database`).
+
+    Content-addressed per profile: a ProfileState row whose path is `db:<checksum>` points
+    at the blob of its profile with that checksum."""
+
+    __tablename__ = "state_blobs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    profile_id: Mapped[int] = mapped_column(ForeignKey("profiles.id", ondelete="CASCADE"))
+    checksum: Mapped[str] = mapped_column(String(64))
+    size_bytes: Mapped[int] = mapped_column(Integer, default=0)
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    __table_args__ = (UniqueConstraint("profile_id", "checksum"),)
 
 
 class ExitIP(Base):

@@ -23,14 +23,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
-from sqlalchemy import select, update
-from sqlalchemy.orm import joinedload
+from sqlalchemy import update
 
 from fleetwright.browser import BrowserPool, BrowserSession, LaunchSpec, ProxyConfig
 from fleetwright.browser.state import BrowserState
 from fleetwright.catalogue.db import session_scope
-from fleetwright.catalogue.models import Profile, Run, utcnow
-from fleetwright.catalogue.shape import row_to_spec
+from fleetwright.catalogue.models import Run, utcnow
 from fleetwright.commands import (
     CommandContext,
     CommandResult,
@@ -40,7 +38,6 @@ from fleetwright.commands import (
 )
 from fleetwright.errors import (
     FleetwrightError,
-    NotFoundError,
     ProxyAuthError,
     StateError,
     ValidationError,
@@ -49,6 +46,7 @@ from fleetwright.listeners import provider
 from fleetwright.proxies.pools import Failover, notify_failover
 from fleetwright.proxies.relay import RelayRegistry
 from fleetwright.sessions import lease as leases
+from fleetwright.sessions.claim import claim_profile
 from fleetwright.sessions.observers import SessionObservers, SessionStart
 from fleetwright.settings import Settings, get_settings
 from fleetwright.specs import ProfileSpec, ProxySpec
@@ -249,29 +247,17 @@ class SessionEngine:
         Returns the profile and, when the lease was taken (or not wanted), the run's start;
         None when another run holds the lease (nothing was written).
         """
-        from fleetwright.proxies.pools import choose_proxy_for
-
         with session_scope(self.url) as s:
-            row = s.scalar(
-                select(Profile)
-                .where(Profile.name == name)
-                .options(joinedload(Profile.proxy), joinedload(Profile.proxy_pool))
-            )
-            if row is None:
-                raise NotFoundError(f"unknown profile {name!r}; see `fleetwright profile list`")
-            if row.status != "active":
-                raise ValidationError(f"profile {name!r} is {row.status}; only active ones run")
-            loaded = _Loaded(row.id, row_to_spec(row))
-            if take_lease and not leases.take(s, row.id, holder, self.settings.lease_ttl):
+            claim = claim_profile(
+                s, name, holder, self.settings.lease_ttl,
+                store=self.pool.store, take_lease=take_lease,
+            )  # fmt: skip
+            loaded = _Loaded(claim.profile_id, claim.spec)
+            if not claim.taken:
                 return loaded, None
-            stored = self.pool.store.current_in(s, name) if row.state_mode == "storage" else None
-            chosen = None
-            failover = None
-            if row.proxy_id is not None or row.proxy_pool_id is not None:
-                proxy, failover = choose_proxy_for(s, row)
-                chosen = (proxy.id, proxy.name) if proxy is not None else None
+            stored, chosen, failover = claim.stored, claim.proxy, claim.failover
             run = Run(
-                profile_id=row.id,
+                profile_id=claim.profile_id,
                 profile_name=loaded.spec.name,
                 command_name=req.command.name,
                 command_version=req.command.version,

@@ -29,28 +29,24 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from sqlalchemy import select
-from sqlalchemy.orm import joinedload
-
 from fleetwright.browser.chromium import chromium_args, find_chromium, needs_no_sandbox
 from fleetwright.browser.files import atomic_write_bytes
 from fleetwright.browser.procs import tagged_pids
-from fleetwright.browser.session import SESSION_FILE
+from fleetwright.browser.session import read_session_file, write_session_file
 from fleetwright.browser.session_storage import capture_session_storage, restore_script
 from fleetwright.browser.spec import ProxyConfig, context_options
 from fleetwright.browser.state import BrowserState, StateStore
 from fleetwright.catalogue.db import session_scope
-from fleetwright.catalogue.models import Profile
-from fleetwright.catalogue.shape import row_to_spec
 from fleetwright.errors import (
     ConfigurationError,
     FleetwrightError,
-    NotFoundError,
     ProfileBusyError,
     ValidationError,
 )
+from fleetwright.proxies.pools import notify_failover
 from fleetwright.sessions import lease as leases
 from fleetwright.sessions import open_control
+from fleetwright.sessions.claim import claim_profile
 from fleetwright.settings import Settings, get_settings
 from fleetwright.specs import ProfileSpec, ProxySpec, check_name
 
@@ -169,40 +165,25 @@ def _holder() -> str:
 def _begin(
     name: str, holder: str, settings: Settings, store: StateStore, url: str | None
 ) -> _Begun:
-    """One transaction: read the profile, take its lease (or fail naming the holder), pick its
-    proxy; then its saved state, read under the lease."""
-    from fleetwright.proxies.pools import choose_proxy_for
-
+    """One transaction, the claim a run makes too: read the profile, take its lease (or fail
+    naming the holder), pick its proxy (a failover is told as a run's is); then its saved
+    state, read under the lease."""
     with session_scope(url) as s:
-        row = s.scalar(
-            select(Profile)
-            .where(Profile.name == name)
-            .options(joinedload(Profile.proxy), joinedload(Profile.proxy_pool))
-        )
-        if row is None:
-            raise NotFoundError(f"unknown profile {name!r}; see `fleetwright profile list`")
-        if row.status != "active":
-            raise ValidationError(f"profile {name!r} is {row.status}; only active ones open")
-        if not leases.take(s, row.id, holder, settings.lease_ttl):
-            other = row.lease_holder
+        claim = claim_profile(s, name, holder, settings.lease_ttl, store=store, purpose="open")
+        if not claim.taken:
             raise ProfileBusyError(
-                f"profile {name!r} is in use by {other}; close it there "
+                f"profile {name!r} is in use by {claim.held_by}; close it there "
                 f"(`fleetwright profile close {name}`) or wait for that run to end"
             )
-        spec = row_to_spec(row)
-        proxy_id = proxy_name = None
-        if row.proxy_id is not None or row.proxy_pool_id is not None:
-            proxy, _failover = choose_proxy_for(s, row)
-            if proxy is not None:
-                proxy_id, proxy_name = proxy.id, proxy.name
-        stored = store.current_in(s, name) if row.state_mode == "storage" else None
-        profile_id = row.id
+    if claim.failover is not None:
+        notify_failover(claim.failover)
+    proxy_id, proxy_name = claim.proxy if claim.proxy is not None else (None, None)
     try:
-        state = store.read(stored) if stored is not None else None
+        state = store.read(claim.stored) if claim.stored is not None else None
     except BaseException:
-        leases.release(profile_id, holder, url=url)
+        leases.release(claim.profile_id, holder, url=url)
         raise
-    return _Begun(profile_id, spec, proxy_id, proxy_name, state)
+    return _Begun(claim.profile_id, claim.spec, proxy_id, proxy_name, state)
 
 
 def _browser_env(tag: str) -> dict[str, str | float | bool]:
@@ -283,17 +264,6 @@ def _exited_cleanly(workdir: Path) -> bool:
     except (OSError, ValueError):
         return False
     return bool(prefs.get("profile", {}).get("exit_type") == "Normal")
-
-
-def _session_file(workdir: Path) -> BrowserState | None:
-    try:
-        data = json.loads((workdir / SESSION_FILE).read_bytes())
-        return BrowserState(
-            storage={"cookies": data.get("session_cookies", []), "origins": []},
-            session_storage=data.get("session_storage", {}),
-        )
-    except (OSError, ValueError, AttributeError):
-        return None
 
 
 class _Launcher:
@@ -482,7 +452,7 @@ async def _check_exit_ip(
 async def _restore(context: BrowserContext, begun: _Begun, workdir: Path) -> None:
     """Saved state into the fresh browser: a storage profile's cookies, localStorage and
     IndexedDB; sessionStorage (and a persistent profile's session cookies) by init script."""
-    state = begun.state if begun.spec.state_mode == "storage" else _session_file(workdir)
+    state = begun.state if begun.spec.state_mode == "storage" else read_session_file(workdir)
     if state is None:
         return
     if begun.spec.state_mode == "storage":
@@ -589,10 +559,7 @@ async def _save_persistent(
     opened: OpenedProfile, launcher: _Launcher, store: StateStore, workdir: Path
 ) -> int | None:
     if not opened.browser_closed:
-        captured = await capture_session_storage(list(opened.context.pages))
-        cookies = [c for c in await opened.context.cookies() if c.get("expires", -1) == -1]
-        payload = {"session_storage": captured, "session_cookies": cookies}
-        (workdir / SESSION_FILE).write_text(json.dumps(payload))
+        await write_session_file(opened.context, workdir)
         await _close(opened.context)
     elif not await launcher.exited(workdir):
         logger.warning("profile %s: the browser crashed; the previous state stays", opened.name)

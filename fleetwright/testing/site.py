@@ -24,6 +24,7 @@ from datetime import timedelta
 from email.parser import BytesParser
 from email.policy import HTTP
 from pathlib import Path
+from typing import Any, Self
 from urllib.parse import parse_qs
 
 import uvicorn
@@ -283,37 +284,32 @@ def create_app(*, delay: timedelta = timedelta(0), logins: dict[str, str] | None
     return _Delay(app, seconds) if seconds else app
 
 
-class SiteServer:
-    """The site served by uvicorn on 127.0.0.1 in a background thread."""
+class AppServer:
+    """An ASGI app served by uvicorn on 127.0.0.1 in a background thread (port 0: a free one).
+    Use it as a context manager, or `start()` and `stop()`."""
 
-    def __init__(self, *, port: int = 0, delay: timedelta = timedelta(0)) -> None:
+    def __init__(self, app: Any, *, port: int = 0, what: str = "the test app") -> None:
         self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._sock.bind(("127.0.0.1", port))
         self.port: int = self._sock.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}"
-        self.delay = delay
-        #: user → SHA-256 of the password the site last received from them
-        self.logins: dict[str, str] = {}
+        self._what = what
         config = uvicorn.Config(
-            create_app(delay=delay, logins=self.logins),
-            log_level="warning",
-            access_log=False,
-            lifespan="off",
-            timeout_keep_alive=30,
+            app, log_level="warning", access_log=False, lifespan="off", timeout_keep_alive=30
         )
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(
             target=self._server.run, kwargs={"sockets": [self._sock]}, daemon=True
         )
 
-    def start(self, *, timeout: timedelta = timedelta(seconds=10)) -> SiteServer:
+    def start(self, *, timeout: timedelta = timedelta(seconds=10)) -> Self:
         self._thread.start()
         deadline = time.monotonic() + timeout.total_seconds()
         while not self._server.started:
             if not self._thread.is_alive() or time.monotonic() > deadline:
                 self.stop()
-                raise RuntimeError(f"the demo site did not start on {self.url}")
+                raise RuntimeError(f"{self._what} did not start on {self.url}")
             time.sleep(0.01)
         return self
 
@@ -323,6 +319,24 @@ class SiteServer:
         if self._thread.is_alive():
             self._thread.join(timeout=10)
         self._sock.close()
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *_exc: object) -> None:
+        self.stop()
+
+
+class SiteServer(AppServer):
+    """The demo site served by uvicorn on 127.0.0.1 in a background thread."""
+
+    def __init__(self, *, port: int = 0, delay: timedelta = timedelta(0)) -> None:
+        self.delay = delay
+        #: user → SHA-256 of the password the site last received from them
+        self.logins: dict[str, str] = {}
+        super().__init__(
+            create_app(delay=delay, logins=self.logins), port=port, what="the demo site"
+        )
 
 
 class SiteProcess:

@@ -9,7 +9,6 @@ import os
 import statistics
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from datetime import timedelta
@@ -17,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import uvicorn
 from sqlalchemy import select
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -29,6 +27,7 @@ from fleetwright.catalogue.models import Run
 from fleetwright.commands import load_commands
 from fleetwright.embedded.prefect_server import free_port
 from fleetwright.embedded.stack import PROJECT_DIR, stop_process
+from fleetwright.testing.site import AppServer
 
 pytestmark = [pytest.mark.prefect, pytest.mark.browser]
 
@@ -61,16 +60,8 @@ class HitSite:
     @classmethod
     def serve(cls) -> Iterator[HitSite]:
         site = cls()
-        server = uvicorn.Server(uvicorn.Config(site.app, port=site.port, log_level="warning"))
-        thread = threading.Thread(target=server.run, daemon=True)
-        thread.start()
-        while not server.started:
-            time.sleep(0.05)
-        try:
+        with AppServer(site.app, port=site.port):
             yield site
-        finally:
-            server.should_exit = True
-            thread.join(timeout=5)
 
 
 @pytest.fixture

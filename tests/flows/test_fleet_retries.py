@@ -4,7 +4,6 @@ some profiles time out on their first attempt (retryable) and some fail an asser
 from __future__ import annotations
 
 import asyncio
-import threading
 import time
 import uuid
 from collections import Counter
@@ -13,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import uvicorn
 from sqlalchemy import select
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -24,6 +22,7 @@ from fleetwright.catalogue.db import session_scope
 from fleetwright.catalogue.models import Run
 from fleetwright.commands import load_commands
 from fleetwright.embedded.prefect_server import free_port
+from fleetwright.testing.site import AppServer
 
 pytestmark = [pytest.mark.prefect, pytest.mark.browser]
 
@@ -67,14 +66,8 @@ class FleetSite:
 @pytest.fixture
 def fleet_site() -> Iterator[FleetSite]:
     site = FleetSite()
-    server = uvicorn.Server(uvicorn.Config(site.app, port=site.port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.05)
-    yield site
-    server.should_exit = True
-    thread.join(timeout=10)
+    with AppServer(site.app, port=site.port):
+        yield site
 
 
 async def _task_runs(flow_run_id: uuid.UUID, names: set[str]) -> list[Any]:

@@ -4,14 +4,11 @@ of its fleet run, different between profiles — checked by what a real site rec
 from __future__ import annotations
 
 import asyncio
-import threading
-import time
 from collections import defaultdict
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse
@@ -19,6 +16,7 @@ from starlette.routing import Route
 
 from fleetwright.commands import load_commands
 from fleetwright.embedded.prefect_server import free_port
+from fleetwright.testing.site import AppServer
 
 pytestmark = [pytest.mark.prefect, pytest.mark.browser]
 
@@ -61,14 +59,8 @@ class OrderSite:
 @pytest.fixture
 def order_site() -> Iterator[OrderSite]:
     site = OrderSite()
-    server = uvicorn.Server(uvicorn.Config(site.app, port=site.port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.05)
-    yield site
-    server.should_exit = True
-    thread.join(timeout=10)
+    with AppServer(site.app, port=site.port):
+        yield site
 
 
 def test_idempotency_key_is_stable_across_retry_and_resume(

@@ -181,6 +181,7 @@ def test_openapi_conformance(api: str) -> None:
         def check(case: schemathesis.Case) -> None:
             response = case.call_and_validate(
                 headers={"Authorization": f"Bearer {TOKEN}"},
+                timeout=120,  # a start launches a browser: slow on a loaded machine
                 checks=[
                     not_a_server_error,
                     status_code_conformance,

@@ -4,6 +4,7 @@ loopback relay, the password never in the browser's argv; a fixed CDP port when 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -58,3 +59,62 @@ def test_socks5_relay_and_a_fixed_port(
     assert ws.startswith(f"ws://127.0.0.1:{port}/devtools/browser/")
     assert argv and not any(b"socks-secret" in a for a in argv)
     assert any(b"--remote-debugging-port" in a for a in argv)
+
+
+def test_an_opened_profile_fails_over_as_a_run_does(
+    make_profile, echo: IPEchoServer, microsocks: MicroSocks, tmp_path: Path
+) -> None:
+    """`profile open` claims a profile the way a run does: off a quarantined proxy onto
+    another of its pool, the binding kept for the next run."""
+    from datetime import timedelta
+
+    from sqlalchemy import select
+
+    from fleetwright.catalogue.db import session_scope
+    from fleetwright.catalogue.models import Proxy, utcnow
+    from fleetwright.registry import get_profile
+    from fleetwright.registry.proxies import add_proxy
+    from fleetwright.testing.proxies import TinyProxy
+
+    with TinyProxy(password="open-a-secret", workdir=tmp_path) as dead:
+        asyncio.run(add_proxy(dead.spec("open-a", pool="open-fo")))
+    asyncio.run(add_proxy(microsocks.spec("open-b", pool="open-fo")))
+    name = make_profile("opened-mover", proxy="open-a", proxy_failover=True)
+    with session_scope() as s:
+        bad = s.scalar(select(Proxy).where(Proxy.name == "open-a"))
+        assert bad is not None
+        bad.health, bad.quarantined_until = "quarantined", utcnow() + timedelta(minutes=5)
+
+    async def visit() -> tuple[str | None, str]:
+        async with open_session(name) as opened:
+            page = await opened.context.new_page()
+            await page.goto(echo.url + "/")
+            return opened.proxy, await page.inner_text("#ip")
+
+    proxy, seen = asyncio.run(visit())
+    assert (proxy, seen) == ("open-b", "127.0.0.3")  # through microsocks, the pool's other one
+    record = get_profile(name)
+    assert (record["proxy"], record["bound_proxy"]) == ("open-a", "open-b")
+    # and, as for a run, the failover is an event on the profile (fleetwright.profile.failover)
+
+    async def failover_events() -> list[dict]:
+        from prefect.client.orchestration import get_client
+
+        async with get_client() as client:
+            response = await client._client.post(
+                "/events/filter",
+                json={
+                    "filter": {
+                        "event": {"name": ["fleetwright.profile.failover"]},
+                        "resource": {"id": [f"fleetwright.profile.{name}"]},
+                    },
+                    "limit": 10,
+                },
+            )
+            response.raise_for_status()
+            return list(response.json()["events"])
+
+    deadline = time.monotonic() + 20
+    while not (events := asyncio.run(failover_events())) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert events and events[0]["payload"] == {"from": "open-a", "to": "open-b", "pool": "open-fo"}
