@@ -24,6 +24,7 @@ FIGURE_NAMES: tuple[str, ...] = (
     "throughput_ratio_c8_150ms",
     "lease_prefect_ratio",
     "lease_catalogue_ratio",
+    "metrics_overhead_ratio",
     "warm_trigger_to_action_ms",
     "process_worker_trigger_to_action_ms",
     "catalogue_select_1000_of_100k_ms",

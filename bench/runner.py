@@ -63,6 +63,7 @@ BENCHMARKS: tuple[Benchmark, ...] = (
         ),
     ),
     Benchmark("leases", "lease_bench", ("lease_prefect_ratio", "lease_catalogue_ratio")),
+    Benchmark("metrics", "metrics_bench", ("metrics_overhead_ratio",)),
     Benchmark("memory", "memory_bench", ("memory_mb_per_session",)),
     Benchmark(
         "trigger",
@@ -102,6 +103,7 @@ TARGETS: dict[str, str] = {
     "warm_trigger_to_action_ms": "≤ 1000",
     "import_10k_profiles_s": "≤ 15",
     "reconcile_one_edit_ms": "≤ 200",
+    "metrics_overhead_ratio": "≥ 0.98",
 }
 
 

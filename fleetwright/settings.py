@@ -129,6 +129,18 @@ class Settings(BaseSettings):
         description="CA bundle clients verify the local server's certificate with; default "
         "the CA `fleetwright tls init` made, else the system's trust store.",
     )
+    metrics: bool = Field(
+        default=True,
+        description="Record Prometheus metrics (sessions, phases, browsers, services) into "
+        "the host's metrics folder, which `fleetwright metrics serve` exposes.",
+    )
+    metrics_port: int = Field(
+        default=9464, ge=1, le=65535, description="Port of `fleetwright metrics serve`."
+    )
+    log_format: Literal["text", "json"] = Field(
+        default="text",
+        description="`json`: one JSON object per log line with run/profile/session ids.",
+    )
 
     @field_validator("lease_ttl", "lease_wait", mode="before")
     @classmethod
@@ -186,6 +198,11 @@ class Settings(BaseSettings):
     @property
     def commands_dir(self) -> Path:
         return self.home / "commands"
+
+    @property
+    def metrics_dir(self) -> Path:
+        """Where every Fleetwright process on this host writes its metrics (multiprocess)."""
+        return self.home / "metrics"
 
     @property
     def prefect_home(self) -> Path:

@@ -29,6 +29,7 @@ from fleetwright.commands import CommandSpec, get_command, validate_params
 from fleetwright.errors import FleetwrightError, ValidationError
 from fleetwright.fleet.resume import fleet_chain, mark_interrupted
 from fleetwright.fleet.stop import CANCELLED, StopWatch, close_task_runs, stop_requested
+from fleetwright.observability import record as observe
 from fleetwright.registry.events import emit
 from fleetwright.sessions import SessionEngine
 from fleetwright.sessions.engine import TraceMode
@@ -109,6 +110,7 @@ async def run_command(
         "%s v%s on %d profiles (%d already done), concurrency %d",
         spec.name, spec.version, len(names), len(done & set(names)), concurrency,
     )  # fmt: skip
+    observe.fleet_run_started(spec.name, fleet_id, profiles=len(names), todo=len(todo))
     progress_id = await acreate_progress_artifact(
         progress=100.0 * (len(names) - len(todo)) / max(len(names), 1),
         key=None,
@@ -206,6 +208,7 @@ async def run_command(
         {k: summary[k] for k in ("command", "version", "ok", "failed", "skipped", "resumed_from")},
         kind="run",
     )
+    observe.fleet_run_finished(summary, cancelled=stopped is not None)
     if stopped is not None:
         return Cancelled(message=message, data=summary)
     if summary["failed"]:

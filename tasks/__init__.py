@@ -10,6 +10,8 @@ from fleetwright.settings import apply_prefect_settings
 
 apply_prefect_settings()
 
-from fleetwright.tasks.logs import forward_engine_logs  # noqa: E402 - after the settings
+from fleetwright.observability.logformat import apply_log_format  # noqa: E402 - after the settings
+from fleetwright.tasks.logs import forward_engine_logs  # noqa: E402
 
 forward_engine_logs()
+apply_log_format()

@@ -35,6 +35,8 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "schedule": ("fleetwright.cli.schedule", "app", "Fleet runs on a schedule (cron, interval)."),
     "worker": ("fleetwright.cli.worker", "app", "Warm workers for on-demand sessions."),
     "run": ("fleetwright.cli.run", "run", "Run a command on profiles (names, --tag or --all)."),
+    "watch": ("fleetwright.cli.watch", "watch", "Follow fleet runs live from Prefect's events."),
+    "metrics": ("fleetwright.cli.metrics", "app", "Prometheus metrics and monitoring files."),
     "status": ("fleetwright.cli.status", "status", "Show the catalogue, Prefect API and counts."),
     "sync": ("fleetwright.cli.sync", "sync", "Bring the catalogue in line with edited blocks."),
     "up": ("fleetwright.cli.up", "up", "Start Fleetwright locally: Prefect server, UI, worker."),

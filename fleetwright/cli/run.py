@@ -7,10 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
-import time
-from collections.abc import Callable, Coroutine
-from datetime import timedelta
-from typing import Any, cast, get_args
+from typing import cast, get_args
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -194,7 +191,7 @@ async def _run_deployment(
     as_json: bool,
     trace: str | None = None,
 ) -> int:
-    from fleetwright.fleet.deployments import afleet_progress, asubmit_deployment, flow_run_url
+    from fleetwright.fleet.deployments import asubmit_deployment, flow_run_url
 
     flow_run = await asubmit_deployment(
         plan.flow_parameters(concurrency=concurrency, trace=trace), deployment=deployment
@@ -215,38 +212,12 @@ async def _run_deployment(
                 f"{len(plan.profiles)} profiles" + (f": {url}" if url else "")
             )
         return 0
-    await _follow(
-        lambda: afleet_progress(flow_run.id), len(plan.profiles), plan.command.name, quiet=as_json
-    )
+    from fleetwright.cli.watch import follow_fleet  # the run's Prefect event stream
+
+    bar = _progress(quiet=as_json)
+    await follow_fleet(str(flow_run.id), bar, len(plan.profiles), plan.command.name)
     fleet = await _read(str(flow_run.id))
     return render_summary(fleet, as_json=as_json)
-
-
-async def _follow(
-    poll: Callable[[], Coroutine[Any, Any, tuple[str, int, int]]],
-    total: int,
-    label: str,
-    *,
-    quiet: bool,
-    interval: timedelta = timedelta(seconds=1),
-) -> str:
-    final = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
-    with _progress(quiet=quiet) as bar:
-        task = bar.add_task(f"{label} (waiting for a worker)", total=total, ok=0, failed=0)
-        settle_until: float | None = None
-        while True:
-            state, ok, failed = await poll()
-            desc = label if state == "RUNNING" else f"{label} ({state.lower()})"
-            bar.update(task, completed=ok + failed, ok=ok, failed=failed, description=desc)
-            if state in final:
-                # The server records task runs from their events in batches flushed every
-                # second: the last sessions' counts can arrive just after the flow run ends.
-                settle_until = settle_until or time.monotonic() + 2.5
-                if ok + failed >= total or time.monotonic() > settle_until:
-                    return state
-                await asyncio.sleep(0.5)
-                continue
-            await asyncio.sleep(interval.total_seconds())
 
 
 def render_summary(fleet: FleetRun, *, as_json: bool) -> int:

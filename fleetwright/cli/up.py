@@ -102,6 +102,7 @@ def up(
     started_server = False
     worker = None
     warm = None
+    metrics = None
     site = None
     try:
         console.print(
@@ -159,6 +160,15 @@ def up(
                 log_path=logs / "warm-worker.log",
             )
             console.print(f"✓ warm worker for `run --now` (log {logs / 'warm-worker.log'})")
+        if settings.metrics and not _port_taken(settings.metrics_port):
+            metrics = start_process(
+                [sys.executable, "-m", "fleetwright.cli", "metrics", "serve"],
+                env,
+                log_path=logs / "metrics.log",
+            )
+            console.print(
+                f"✓ Prometheus metrics at http://127.0.0.1:{settings.metrics_port}/metrics"
+            )
         if demo:
             from fleetwright.embedded.demo import trigger_demo_run
 
@@ -184,6 +194,7 @@ def up(
         stop_requested.set()  # from here on every Ctrl-C / SIGTERM is ignored
         stops: list[Callable[[], object]] = [
             lambda: stop_process(warm),
+            lambda: stop_process(metrics),
             lambda: stop_process(worker),
         ]
         if site is not None:

@@ -21,6 +21,7 @@ from datetime import timedelta
 from typing import Any, Literal, Protocol, TypeVar
 
 from fleetwright.errors import CircuitOpenError, ServiceUnavailableError
+from fleetwright.observability import record as observe
 
 __all__ = [
     "BreakerStore",
@@ -229,6 +230,7 @@ class CircuitBreaker:
         if transition is None:
             return
         logger.warning("Circuit breaker for %s is now %s", self.key, transition)
+        observe.breaker_changed(self.kind, self.account, transition)
         _emit(
             transition,
             self.kind,
@@ -247,6 +249,7 @@ class CircuitBreaker:
         )
         if not decision.allowed:
             seconds = max(1, round(decision.retry_after.total_seconds()))
+            logger.warning("Circuit breaker for %s refused a call (%s)", self.key, decision.state)
             raise CircuitOpenError(
                 f"{self.kind} account {self.account!r} is failing ({decision.state} circuit "
                 f"after {self.threshold} consecutive errors); calls resume in about "

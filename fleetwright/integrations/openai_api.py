@@ -21,6 +21,7 @@ from fleetwright.errors import (
     ServiceUnavailableError,
     ValidationError,
 )
+from fleetwright.observability import record as observe
 
 __all__ = ["openai_error", "respond"]
 
@@ -146,8 +147,10 @@ async def respond(
                 raise
             logger.info("OpenAI rate limited; retrying in %.1f s", wait)
             await asyncio.sleep(wait)
+            observe.ratelimit_waited("openai", wait)
     text = response.output_text
     usage = response.usage
+    observe.openai_usage(response.model, usage)
     result: dict[str, Any] = {
         "text": text,
         "model": response.model,

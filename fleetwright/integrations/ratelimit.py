@@ -17,6 +17,7 @@ import httpx
 from githubkit.throttling import BaseThrottler
 
 from fleetwright.errors import PrefectUnavailableError, RateLimitedError
+from fleetwright.observability import record as observe
 
 __all__ = [
     "DEFAULT_LIMITS",
@@ -189,6 +190,7 @@ class GitHubThrottler(BaseThrottler):
 
     def observe(self, response: httpx.Response) -> None:
         """Note GitHub's quota headers from a response (an httpx response hook)."""
+        observe.github_response(response.status_code)
         if response.headers.get("x-ratelimit-remaining") != "0":
             return
         reset = response.headers.get("x-ratelimit-reset")
@@ -231,5 +233,7 @@ class GitHubThrottler(BaseThrottler):
         loop = id(asyncio.get_running_loop())
         sem = self._async_semaphores.setdefault(loop, asyncio.Semaphore(self._max_concurrency))
         async with sem:
+            began = time.monotonic()
             await self._wait(request)
+            observe.ratelimit_waited("github", time.monotonic() - began)
             yield

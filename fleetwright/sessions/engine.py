@@ -47,6 +47,7 @@ from fleetwright.proxies.pools import Failover, notify_failover
 from fleetwright.proxies.relay import RelayRegistry
 from fleetwright.sessions import lease as leases
 from fleetwright.sessions.claim import claim_profile
+from fleetwright.sessions.observers import SessionObservers, SessionStart
 from fleetwright.settings import Settings, get_settings
 from fleetwright.specs import ProfileSpec, ProxySpec
 
@@ -191,6 +192,8 @@ class SessionHandle:
         self.finishing: asyncio.Future[SessionResult] | None = None
         #: the error the session ended with, when the close turned it into another one
         self.error: BaseException | None = None
+        #: the session's installed observers (metrics, events), told of each phase's end
+        self.observed: SessionObservers | None = None
         self._browser_stack = contextlib.AsyncExitStack()
         self._lease_stack = contextlib.AsyncExitStack()
 
@@ -369,7 +372,24 @@ class SessionEngine:
                 loaded.profile_id, loaded.spec.name, holder, self.settings.lease_ttl, url=self.url
             )
             handle.held.start_renewing()
+        handle.observed = self._observe(handle)
         return handle
+
+    def _observe(self, handle: SessionHandle) -> SessionObservers:
+        req = handle.request
+        return SessionObservers(
+            SessionStart(
+                profile=handle.spec.name, command=req.command.name, run_id=handle.run_id,
+                flow_run_id=req.flow_run_id, task_run_id=req.task_run_id, attempt=req.attempt,
+                proxy=handle.proxy[1] if handle.proxy else None,
+                lease_wait=time.perf_counter() - handle.started, pool=self.pool,
+            )
+        )  # fmt: skip
+
+    @staticmethod
+    def _phase(handle: SessionHandle, name: str) -> None:
+        if handle.observed is not None:
+            handle.observed.phase(name)
 
     async def apply_proxy(self, handle: SessionHandle) -> ProxyConfig | None:
         """Step 2: the browser-side settings of the proxy `begin` chose (a SOCKS5 relay when
@@ -408,6 +428,7 @@ class SessionEngine:
         handle.browser = await handle._browser_stack.enter_async_context(
             self.pool.session(spec, timeout=req.timeout, state=handle.state)
         )
+        self._phase(handle, "launch")
         return handle.browser
 
     def context(self, handle: SessionHandle) -> CommandContext:
@@ -443,6 +464,7 @@ class SessionEngine:
         handle.artifacts.update({p.name: p for p in outcome.artifacts})
         handle.artifacts.update(browser.artifact_paths)
         handle.extra = _usage(handle.result.outputs)
+        self._phase(handle, "steps")
         return outcome
 
     async def save_state(self, handle: SessionHandle, *, wait: bool = True) -> int | None:
@@ -453,6 +475,7 @@ class SessionEngine:
         handle.saving = await handle.browser.begin_save(handle.run_id)
         if wait:
             handle.result.state_version = await handle.saving
+            self._phase(handle, "save")
         return handle.result.state_version
 
     async def finish(
@@ -543,11 +566,14 @@ class SessionEngine:
             if browser is not None:
                 handle.artifacts.update(browser.artifact_paths)
             await self._record(handle)
+        if handle.observed is not None:
+            await handle.observed.finished(replace(result))
         return result
 
     async def _saved(self, handle: SessionHandle) -> None:
-        if handle.saving is not None:
+        if handle.saving is not None and handle.result.state_version is None:
             handle.result.state_version = await handle.saving
+            self._phase(handle, "save")
         handle.result.status = "ok"
 
     async def _saved_and_recorded(self, handle: SessionHandle) -> None:
@@ -569,6 +595,7 @@ class SessionEngine:
         await asyncio.shield(
             asyncio.to_thread(self._end, handle.run_id, outcome, handle.extra, release, proxy_id)
         )
+        self._phase(handle, "record")
 
     def _cancel_begun(self, run_id: int, profile_id: int, holder: str) -> None:
         """A session cancelled while it began: its run row cancelled, its lease given back."""

@@ -42,13 +42,16 @@ def _fleetwright() -> list[str]:
     return [sys.executable, "-c", "from fleetwright.cli import main; main()"]
 
 
-def _clean_env(home: Path, port: int, demo_port: int) -> dict[str, str]:
+def _clean_env(
+    home: Path, port: int, demo_port: int, metrics_port: int | None = None
+) -> dict[str, str]:
     """The user's environment: none of the test session's Prefect or Fleetwright settings."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "FLEETWRIGHT_"))}
     env.update(
         FLEETWRIGHT_HOME=str(home),
         FLEETWRIGHT_PREFECT_PORT=str(port),
         FLEETWRIGHT_DEMO_SITE_PORT=str(demo_port),
+        FLEETWRIGHT_METRICS_PORT=str(metrics_port or free_port()),
         PREFECT_SERVER_ANALYTICS_ENABLED="false",
         COLUMNS="200",  # rich folds long lines (the run's URL) at 80 columns in a pipe
     )
@@ -72,10 +75,10 @@ def _alive(snapshot: list[tuple[int, float, str]]) -> list[str]:
 
 
 def test_up_comes_up_and_a_double_ctrl_c_stops_everything(tmp_path: Path) -> None:
-    port, demo_port = free_port(), free_port()
+    port, demo_port, metrics_port = free_port(), free_port(), free_port()
     proc = subprocess.Popen(
         [*_fleetwright(), "up"],
-        env=_clean_env(tmp_path / "home", port, demo_port),
+        env=_clean_env(tmp_path / "home", port, demo_port, metrics_port),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         start_new_session=True,  # its own process group, as a terminal's foreground job
@@ -113,6 +116,11 @@ def test_up_comes_up_and_a_double_ctrl_c_stops_everything(tmp_path: Path) -> Non
                 break
             time.sleep(1)
         assert state == "COMPLETED", f"demo run {run_id} ended {state}:\n" + "\n".join(lines)
+        # the demo run's sessions ran in a flow-run process; the host's endpoint counts them
+        metrics = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10).text
+        demo = 'fleetwright_sessions_total{command="demo"'
+        ok = [m for m in metrics.splitlines() if m.startswith(demo) and 'status="ok"' in m]
+        assert ok and float(ok[0].rsplit(" ", 1)[1]) >= 1, metrics[-2000:]
         snapshot = [
             (p.pid, p.create_time(), " ".join(p.cmdline()[:4]))
             for p in psutil.Process(proc.pid).children(recursive=True)
