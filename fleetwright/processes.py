@@ -7,16 +7,28 @@ import os
 import signal
 import subprocess
 from pathlib import Path
+from typing import BinaryIO
 
-__all__ = ["start_process", "stop_process"]
+from fleetwright.private import PRIVATE_FILE_MODE, PRIVATE_UMASK, private_dir
+
+__all__ = ["open_log", "start_process", "stop_process"]
+
+
+def open_log(path: Path) -> BinaryIO:
+    """`path` opened for appending, created 0600 (in a 0700 folder) if it is new."""
+    private_dir(path.parent)
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, PRIVATE_FILE_MODE)
+    return os.fdopen(fd, "ab")
 
 
 def start_process(
     cmd: list[str], env: dict[str, str], *, log_path: Path, cwd: Path | None = None
 ) -> subprocess.Popen[bytes]:
-    """A child in its own process group, logging to `log_path` (env added to ours)."""
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(log_path, "ab") as log:
+    """A child in its own process group, logging to `log_path` (env added to ours).
+
+    The child runs with a private umask: what it creates is readable by its owner only.
+    """
+    with open_log(log_path) as log:
         return subprocess.Popen(
             cmd,
             cwd=cwd,
@@ -24,6 +36,7 @@ def start_process(
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            umask=PRIVATE_UMASK,
         )
 
 

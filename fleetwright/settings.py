@@ -17,6 +17,11 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from fleetwright.errors import ConfigurationError
+from fleetwright.prefect_auth import read_auth
+from fleetwright.private import private_dir
+from fleetwright.tls import TLSFiles, local_tls_files
+
 __all__ = [
     "Settings",
     "apply_prefect_settings",
@@ -111,6 +116,19 @@ class Settings(BaseSettings):
         "`fleetwright up` starts (its PREFECT_SERVER_ENCRYPTION_KEY).",
     )
 
+    tls_cert_file: Path | None = Field(
+        default=None,
+        description="Certificate (PEM, with its chain) the local Prefect server and the webhook "
+        "receiver serve HTTPS with; default the one `fleetwright tls init` made, if any.",
+    )
+    tls_key_file: Path | None = Field(
+        default=None, description="Private key (PEM) of FLEETWRIGHT_TLS_CERT_FILE."
+    )
+    tls_ca_file: Path | None = Field(
+        default=None,
+        description="CA bundle clients verify the local server's certificate with; default "
+        "the CA `fleetwright tls init` made, else the system's trust store.",
+    )
     metrics: bool = Field(
         default=True,
         description="Record Prometheus metrics (sessions, phases, browsers, services) into "
@@ -190,6 +208,32 @@ class Settings(BaseSettings):
     def prefect_home(self) -> Path:
         return self.home / "prefect"
 
+    @property
+    def tls_dir(self) -> Path:
+        """Where `fleetwright tls init` writes its CA and the server's certificate."""
+        return self.home / "tls"
+
+    @property
+    def tls_files(self) -> TLSFiles | None:
+        """The certificate the local servers serve HTTPS with, or None (plain HTTP)."""
+        if self.tls_cert_file or self.tls_key_file:
+            if not (self.tls_cert_file and self.tls_key_file):
+                raise ConfigurationError(
+                    "set both FLEETWRIGHT_TLS_CERT_FILE and FLEETWRIGHT_TLS_KEY_FILE, or neither"
+                )
+            return TLSFiles(cert=self.tls_cert_file, key=self.tls_key_file, ca=self.tls_ca_file)
+        found = local_tls_files(self.tls_dir)
+        if found is not None and self.tls_ca_file is not None:
+            return TLSFiles(cert=found.cert, key=found.key, ca=self.tls_ca_file)
+        return found
+
+    @property
+    def local_prefect_api_url(self) -> str:
+        """The API URL of the local Prefect server `fleetwright up` runs on `prefect_port`
+        (https when it serves TLS)."""
+        scheme = "https" if self.tls_files is not None else "http"
+        return f"{scheme}://127.0.0.1:{self.prefect_port}/api"
+
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
@@ -210,15 +254,34 @@ def prefect_client_env(settings: Settings | None = None) -> dict[str, str]:
     defaults to `<FLEETWRIGHT_HOME>/prefect` (PREFECT_HOME or PREFECT_PROFILES_PATH set by the
     user win), so Prefect never creates or writes ~/.prefect on Fleetwright's behalf. An
     ephemeral, throwaway server is never started: a client with no server gets an error.
+
+    Talking to the local server, clients authenticate with the credential `fleetwright up`
+    generated into the home (PREFECT_API_AUTH_STRING, unless the environment sets one); a
+    server of the user's own keeps the user's own Prefect settings.
     """
     settings = settings or get_settings()
     env = os.environ
     out: dict[str, str] = {}
-    local = f"http://127.0.0.1:{settings.prefect_port}/api"
+    local = settings.local_prefect_api_url
     if settings.prefect_api_url:
         out["PREFECT_API_URL"] = settings.prefect_api_url
     elif "prefect_port" in settings.model_fields_set or not env.get("PREFECT_API_URL"):
         out["PREFECT_API_URL"] = local
+    api_url = out.get("PREFECT_API_URL", env.get("PREFECT_API_URL"))
+    if api_url and api_url.rstrip("/") == local and not env.get("PREFECT_API_AUTH_STRING"):
+        auth = read_auth(settings.home)
+        if auth:
+            out["PREFECT_API_AUTH_STRING"] = auth
+    tls = settings.tls_files
+    local_ca = tls.ca if tls is not None else None
+    if (
+        api_url
+        and api_url.rstrip("/") == local
+        and local_ca
+        and not env.get("PREFECT_API_SSL_CERT_FILE")
+    ):
+        # Prefect's client and its websockets verify the server with this CA bundle
+        out["PREFECT_API_SSL_CERT_FILE"] = str(local_ca)
     if not env.get("PREFECT_HOME"):
         out["PREFECT_HOME"] = str(settings.prefect_home)
     defaults = {
@@ -245,9 +308,10 @@ def apply_prefect_settings(settings: Settings | None = None) -> str:
     """
     changes = prefect_client_env(settings)
     if "PREFECT_HOME" in changes:
-        # Prefect creates its home at import, but not the folders above it.
+        # Prefect creates its home at import, but not the folders above it (the Fleetwright
+        # home among them, which is private).
         with contextlib.suppress(OSError):  # Prefect warns about it itself
-            Path(changes["PREFECT_HOME"]).mkdir(mode=0o700, parents=True, exist_ok=True)
+            private_dir(Path(changes["PREFECT_HOME"]))
     if changes:
         os.environ.update(changes)
         context = sys.modules.get("prefect.context")

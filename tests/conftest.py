@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +45,12 @@ os.environ["PREFECT_FLOWS_HEARTBEAT_FREQUENCY"] = "30"
 # One result store for the test process and the workers it starts (task parameters of warm
 # sessions travel through it).
 os.environ["PREFECT_RESULTS_LOCAL_STORAGE_PATH"] = str(_SESSION_HOME / "prefect-storage")
+# The session server asks for a credential, as the one `fleetwright up` starts does: every
+# client path the tests take (this process, the CLI, workers, flow runs, webhooks) must send
+# it. Clients get it from the environment, as `up`'s children do; tests whose children see no
+# PREFECT_* variable store it in their Fleetwright home (`store_prefect_auth`).
+PREFECT_AUTH = f"fleetwright-test:{uuid.uuid4().hex}"
+os.environ["PREFECT_API_AUTH_STRING"] = PREFECT_AUTH
 
 PG_ADMIN_URL = os.environ.get(
     "FLEETWRIGHT_TEST_DATABASE_URL", "postgresql+psycopg://root@127.0.0.1:5432/postgres"
@@ -99,7 +105,10 @@ def prefect_api() -> Iterator[str]:
             make_url(url).set(drivername="postgresql+asyncpg").render_as_string(hide_password=False)
         )
     server = LocalPrefectServer(
-        prefect_home=_SESSION_HOME / "prefect-server", port=_PREFECT_PORT, database_url=database_url
+        prefect_home=_SESSION_HOME / "prefect-server",
+        port=_PREFECT_PORT,
+        database_url=database_url,
+        auth_string=PREFECT_AUTH,
     )
     api_url = server.start()
     assert api_url == os.environ["PREFECT_API_URL"]
@@ -113,6 +122,27 @@ def prefect_api() -> Iterator[str]:
         server.stop()
         if db_name:
             _pg_drop(db_name)
+
+
+@pytest.fixture(scope="session")
+def prefect_auth() -> str:
+    """The session server's credential (what PREFECT_API_AUTH_STRING holds in the tests)."""
+    return PREFECT_AUTH
+
+
+@pytest.fixture(scope="session")
+def store_prefect_auth() -> Callable[[Path], Path]:
+    """Put the session server's credential in a Fleetwright home, where `fleetwright up`
+    keeps its own; returns the file."""
+    from fleetwright.prefect_auth import auth_path
+    from fleetwright.private import write_private
+
+    def store(home: Path) -> Path:
+        path = auth_path(home)
+        write_private(path, PREFECT_AUTH + "\n")
+        return path
+
+    return store
 
 
 @pytest.fixture(scope="session")

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from fleetwright.browser.redaction import scrub_zip, secrets_for
+from fleetwright.private import private_dir
 from fleetwright.settings import get_settings
 from fleetwright.specs import block_name_for
 
@@ -41,7 +42,7 @@ class SessionArtifacts:
 
     def _target(self, name: str, suffix: str) -> Path:
         stem = _SAFE.sub("-", name).strip(".-")[:80] or "artifact"
-        self.root.mkdir(parents=True, exist_ok=True)
+        private_dir(self.root)
         path = self.root / f"{stem}{suffix}"
         n = 2
         while path.exists():

@@ -1,10 +1,14 @@
-"""Find a usable Chromium and the flags every Fleetwright launch passes to it."""
+"""Find a usable Chromium, and the flags, launch options and profile preferences every
+Fleetwright launch uses (the one definition for the browser pool and the profile opener)."""
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from fleetwright.errors import ConfigurationError
 from fleetwright.settings import Settings, get_settings
@@ -12,10 +16,13 @@ from fleetwright.settings import Settings, get_settings
 __all__ = [
     "BASE_ARGS",
     "DISABLED_FEATURES",
+    "QUIET_PREFERENCES",
     "SYSTEM_CANDIDATES",
     "chromium_args",
     "find_chromium",
+    "launch_options",
     "needs_no_sandbox",
+    "quiet_profile",
 ]
 
 logger = logging.getLogger(__name__)
@@ -45,6 +52,16 @@ DISABLED_FEATURES: tuple[str, ...] = (
     "AvoidCorsURLLoaderRestartOnRedirect",
 )
 
+#: Where browser sign-in's account checks go: an origin on port 1, which Chromium refuses to
+#: connect to (ERR_UNSAFE_PORT) before any proxy is involved. Without it every persistent
+#: profile POSTs accounts.google.com/ListAccounts at startup and retries with back-off.
+NO_SIGNIN_ORIGIN = "https://signin.invalid:1"
+
+#: An empty model-manifest configuration: Chromium reads its on-device AI model manifest from
+#: here instead of asking update.googleapis.com for it on demand (which --disable-component-update
+#: does not stop).
+NO_MODELS_MANIFEST = Path(__file__).with_name("no-model-manifest.json")
+
 #: Flags that stop Chromium's own background traffic (it would leave through a profile's proxy).
 BASE_ARGS: tuple[str, ...] = (
     "--disable-gpu",
@@ -53,7 +70,16 @@ BASE_ARGS: tuple[str, ...] = (
     "--disable-sync",
     "--no-first-run",
     "--disable-features=" + ",".join(DISABLED_FEATURES),
+    f"--gaia-url={NO_SIGNIN_ORIGIN}",
+    f"--optimization-guide-manifest-override={NO_MODELS_MANIFEST}",
 )
+
+#: Profile preferences merged into a persistent profile's Default/Preferences before each
+#: launch: no password leak check (it sends a hash of a filled-in password to
+#: passwordsleakcheck-pa.googleapis.com through the profile's proxy).
+QUIET_PREFERENCES: dict[str, dict[str, Any]] = {
+    "profile": {"password_manager_leak_detection": False},
+}
 
 SYSTEM_CANDIDATES: tuple[str, ...] = (
     "/usr/bin/chromium",
@@ -79,6 +105,56 @@ def chromium_args(*extra: str) -> list[str]:
         args.append("--no-sandbox")
     args.extend(extra)
     return args
+
+
+def launch_options(
+    executable: Path,
+    *,
+    headless: bool,
+    env: Mapping[str, str | float | bool],
+    extra: tuple[str, ...] = (),
+) -> dict[str, Any]:
+    """Playwright's launch keywords for every Fleetwright browser, shared or persistent."""
+    return {
+        "executable_path": str(executable),
+        "args": chromium_args(*extra),
+        "headless": headless,
+        "chromium_sandbox": not needs_no_sandbox(),
+        "env": dict(env),
+        "handle_sigint": False,
+        "handle_sigterm": False,
+        "handle_sighup": False,
+    }
+
+
+def _merge(into: dict[str, Any], values: Mapping[str, Any]) -> None:
+    for key, value in values.items():
+        if isinstance(value, Mapping) and isinstance(into.get(key), dict):
+            _merge(into[key], value)
+        else:
+            into[key] = dict(value) if isinstance(value, Mapping) else value
+
+
+def quiet_profile(user_data_dir: Path) -> None:
+    """Merge QUIET_PREFERENCES into a user-data-dir's Default/Preferences before a launch
+    (keeping everything else the profile has saved; an unreadable file is started afresh,
+    as Chromium itself would)."""
+    prefs_file = user_data_dir / "Default" / "Preferences"
+    data: dict[str, Any] = {}
+    try:
+        loaded = json.loads(prefs_file.read_text(encoding="utf-8"))
+        if isinstance(loaded, dict):
+            data = loaded
+    except FileNotFoundError:
+        pass
+    except (OSError, ValueError):
+        logger.warning("Unreadable Chromium preferences in %s; starting them afresh", prefs_file)
+    _merge(data, QUIET_PREFERENCES)
+    prefs_file.parent.mkdir(parents=True, exist_ok=True)
+    tmp = prefs_file.with_name("Preferences.fleetwright-tmp")
+    tmp.write_text(json.dumps(data), encoding="utf-8")
+    tmp.chmod(0o600)
+    tmp.replace(prefs_file)
 
 
 def _usable(path: Path) -> bool:

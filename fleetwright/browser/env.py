@@ -16,7 +16,14 @@ from typing import Any
 
 from fleetwright.errors import ConfigurationError
 
-__all__ = ["ALLOWED", "ALLOWED_PREFIXES", "browser_env", "driver_env", "scrub_driver_env"]
+__all__ = [
+    "ALLOWED",
+    "ALLOWED_PREFIXES",
+    "NEVER",
+    "browser_env",
+    "driver_env",
+    "scrub_driver_env",
+]
 
 #: Variables a browser process may see: search path, home and user, locale and time zone,
 #: the display (X11, Wayland, D-Bus session), fonts and temporary folders.
@@ -56,7 +63,24 @@ _DRIVER_ALLOWED: frozenset[str] = frozenset(
 )
 
 
+#: Credentials that never reach a browser or the driver, even when an operator allows them by
+#: name: the Prefect API's (a page could read back every decrypted block with it) and
+#: Fleetwright's own keys.
+NEVER: frozenset[str] = frozenset(
+    {
+        "PREFECT_API_AUTH_STRING",
+        "PREFECT_SERVER_API_AUTH_STRING",
+        "PREFECT_API_KEY",
+        "PREFECT_SERVER_ENCRYPTION_KEY",
+        "FLEETWRIGHT_API_TOKEN",
+        "FLEETWRIGHT_ENCRYPTION_KEY",
+    }
+)
+
+
 def _allowed(name: str, extra: Collection[str]) -> bool:
+    if name in NEVER:
+        return False
     return name in ALLOWED or name in extra or name.startswith(ALLOWED_PREFIXES)
 
 

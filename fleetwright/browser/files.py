@@ -8,6 +8,8 @@ import os
 import shutil
 from pathlib import Path
 
+from fleetwright.private import PRIVATE_FILE_MODE, private_dir
+
 __all__ = [
     "CACHE_DIRS",
     "atomic_write_bytes",
@@ -49,11 +51,15 @@ def fsync_dir(path: Path) -> None:
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write `data` to `path` so readers see the old file or the whole new one, never a part."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write `data` to `path` so readers see the old file or the whole new one, never a part.
+
+    The file is its owner's only (0600, in a folder created 0700): states hold session cookies.
+    """
+    private_dir(path.parent)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
-        with open(tmp, "wb") as fh:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, PRIVATE_FILE_MODE)
+        with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())

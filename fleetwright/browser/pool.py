@@ -16,10 +16,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from fleetwright.browser.artifacts import SessionArtifacts, default_run_key
-from fleetwright.browser.chromium import chromium_args, find_chromium, needs_no_sandbox
+from fleetwright.browser.chromium import find_chromium, launch_options, quiet_profile
 from fleetwright.browser.env import browser_env, scrub_driver_env
 from fleetwright.browser.errors import map_playwright_error
 from fleetwright.browser.procs import TAG_VAR, alive, kill_tree, tagged_pids
+from fleetwright.browser.redaction import register_secrets
 from fleetwright.browser.session import BrowserSession, read_session_file
 from fleetwright.browser.session_storage import restore_script, split_origins
 from fleetwright.browser.spec import LaunchSpec, context_options
@@ -29,6 +30,7 @@ from fleetwright.errors import (
     FleetwrightError,
     SessionError,
 )
+from fleetwright.private import private_dir
 from fleetwright.settings import Settings, get_settings
 
 if TYPE_CHECKING:
@@ -132,16 +134,9 @@ class BrowserPool:
         self._pw, self._pw_cm, self._executable = pw, cm, executable
 
     def _launch_kwargs(self, tag: str) -> dict[str, Any]:
-        return {
-            "executable_path": str(self._executable),
-            "args": chromium_args(),
-            "headless": self.headless,
-            "chromium_sandbox": not needs_no_sandbox(),
-            "env": browser_env(allow=self.settings.browser_env_allow, add={TAG_VAR: tag}),
-            "handle_sigint": False,
-            "handle_sigterm": False,
-            "handle_sighup": False,
-        }
+        assert self._executable is not None
+        env = browser_env(allow=self.settings.browser_env_allow, add={TAG_VAR: tag})
+        return launch_options(self._executable, headless=self.headless, env=env)
 
     async def _find_pid(self, entry: _Browser) -> None:
         pids = await asyncio.to_thread(tagged_pids, entry.tag)
@@ -328,12 +323,13 @@ class BrowserPool:
             )
         else:
             workdir = spec.state_dir / f"scratch-{secrets.token_hex(4)}"
-            workdir.mkdir(parents=True)
+            private_dir(workdir)
         entry = _Browser(tag=secrets.token_hex(8))
         try:
             options = context_options(spec.fingerprint)
             if spec.proxy is not None:
                 options["proxy"] = spec.proxy.to_playwright()
+            await asyncio.to_thread(quiet_profile, workdir)
             context = await self._pw.chromium.launch_persistent_context(
                 str(workdir), **self._launch_kwargs(entry.tag), **options
             )
@@ -372,6 +368,8 @@ class BrowserPool:
         local_storage: dict[str, dict[str, str]] | None = None,
         started: float | None = None,
     ) -> BrowserSession:
+        if spec.proxy is not None:  # a trace records the proxy's Basic credentials
+            register_secrets(context, spec.proxy.secret_values())
         try:
             session_storage = state.session_storage if state is not None else {}
             if script := restore_script(session_storage, local_storage):

@@ -1,8 +1,10 @@
 """Secrets a session used, kept out of its trace.
 
 A Playwright trace records fill values, DOM snapshots (an input's value) and request bodies,
-so a trace of a session that typed a password holds it three times over. Whoever reads a
-secret into a session registers it against the session's browser context; when the trace is
+so a trace of a session that typed a password holds it three times over, and every request's
+headers (behind a proxy with a password: Proxy-Authorization). Whoever reads a secret into a
+session registers it against the session's browser context (the browser pool registers the
+proxy's password and its Basic credentials pair); when the trace is
 written, every registered value — raw, URL-encoded, JSON- and HTML-escaped — is replaced with
 `***` in every file of the archive before it is kept.
 """

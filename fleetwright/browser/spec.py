@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import re
 from pathlib import Path
 from typing import Any
@@ -70,6 +71,16 @@ class ProxyConfig(BaseModel):
             return cls.model_validate(data)
         except PydanticValidationError as exc:
             raise ValidationError(format_validation_error(exc, where="proxy")) from None
+
+    def secret_values(self) -> list[str]:
+        """What of this proxy a trace must not keep: the password, and the `user:password`
+        pair as it travels in a Proxy-Authorization header (base64), which Playwright
+        records with the request's headers."""
+        if self.password is None:
+            return []
+        password = self.password.get_secret_value()
+        pair = f"{self.username or ''}:{password}".encode()
+        return [password, base64.b64encode(pair).decode()]
 
     def to_playwright(self) -> dict[str, str]:
         """The dict Playwright's `proxy=` takes; it goes over the driver pipe, not argv."""

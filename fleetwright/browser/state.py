@@ -51,6 +51,7 @@ from fleetwright.browser.objects import (
 from fleetwright.catalogue.db import session_scope
 from fleetwright.catalogue.models import Profile, ProfileState, StateBlob
 from fleetwright.errors import ConfigurationError, NotFoundError, StateError
+from fleetwright.private import PRIVATE_DIR_MODE, private_dir
 from fleetwright.settings import get_settings
 from fleetwright.specs import block_name_for
 
@@ -544,7 +545,7 @@ class StateStore:
         """A fresh working copy of the profile's current user-data-dir to run a session on."""
         self._refuse_database(profile_name)
         folder = into or self.profile_dir(profile_name)
-        folder.mkdir(parents=True, exist_ok=True)
+        private_dir(folder)
         self._sweep_workdirs(folder)
         workdir = folder / f"work-{_HOST}-{os.getpid()}-{secrets.token_hex(4)}"
         version, row = self._current_row(profile_name)
@@ -559,7 +560,7 @@ class StateStore:
                 "roll back to a listed version (fleetwright profile state list)"
             )
         if source is None:
-            workdir.mkdir()
+            workdir.mkdir(mode=PRIVATE_DIR_MODE)
         elif not self._take_staged(folder, source, workdir):
             copy_profile_dir(source, workdir)
         return workdir
@@ -578,7 +579,7 @@ class StateStore:
         target = cache / checksum
         if target.is_dir():
             return target
-        cache.mkdir(parents=True, exist_ok=True)
+        private_dir(cache)
         pack = cache / f".{checksum}{_PACK}.tmp-{os.getpid()}"
         staging = cache / f".{checksum}.tmp-{os.getpid()}"
         try:
@@ -628,7 +629,7 @@ class StateStore:
         if self.backend == "object":
             return self._commit_object(profile_name, workdir, run_id)
         folder = self.profile_dir(profile_name)
-        folder.mkdir(parents=True, exist_ok=True)
+        private_dir(folder)
         with session_scope(self.url) as session:
             guess = self._next_version(session, self._profile(session, profile_name))
         prune_caches(workdir)
@@ -658,7 +659,7 @@ class StateStore:
             self._profile(session, profile_name)  # no such profile: nothing uploaded
         folder = self.profile_dir(profile_name)
         cache = self.cache_dir(profile_name)
-        cache.mkdir(parents=True, exist_ok=True)
+        private_dir(cache)
         prune_caches(workdir)
         strip_pack_skips(workdir)
         pack = cache / f".pack{_PACK}.tmp-{os.getpid()}-{secrets.token_hex(4)}"

@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from fleetwright.catalogue.models import utcnow
 from fleetwright.errors import CatalogueUnavailableError
+from fleetwright.private import create_private
 from fleetwright.settings import get_settings
 
 __all__ = ["db_now", "dispose_engines", "get_engine", "safe_url", "session_scope", "upgrade"]
@@ -52,8 +53,10 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
 def _create_engine(url: str) -> Engine:
     u = make_url(url)
     if u.get_backend_name() == "sqlite":
-        if u.database and u.database != ":memory:":
-            Path(u.database).parent.mkdir(parents=True, exist_ok=True)
+        if u.database and u.database != ":memory:" and not u.database.startswith("file:"):
+            # created 0600 before SQLite opens it: SQLite gives its -wal and -shm files the
+            # database's own mode, and would create the database with the umask's
+            create_private(Path(u.database))
         engine = create_engine(url, connect_args={"timeout": 30})
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine

@@ -37,6 +37,7 @@ __all__ = [
     "Service",
     "StateBlob",
     "SyncCursor",
+    "WebhookDelivery",
     "utcnow",
 ]
 
@@ -348,3 +349,14 @@ class SyncCursor(Base):
     name: Mapped[str] = mapped_column(String(64), primary_key=True)
     value: Mapped[str] = mapped_column(String(64))
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class WebhookDelivery(Base):
+    """A GitHub webhook delivery id the receiver has taken: claimed while its event is
+    emitted, confirmed once it is out; refused as a replay until `expires_at`."""
+
+    __tablename__ = "webhook_deliveries"
+
+    delivery_id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    confirmed: Mapped[bool] = mapped_column(Boolean, default=False)
+    expires_at: Mapped[datetime] = mapped_column(index=True)

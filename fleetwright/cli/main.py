@@ -28,6 +28,8 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "secret": ("fleetwright.cli.secret", "app", "Secrets for command parameters."),
     "api": ("fleetwright.cli.api", "app", "The local HTTP API for opening profiles and runs."),
     "db": ("fleetwright.cli.db", "app", "The catalogue database."),
+    "auth": ("fleetwright.cli.auth", "app", "The Prefect API credential of the local server."),
+    "tls": ("fleetwright.cli.tls", "app", "HTTPS for the local Prefect server and webhooks."),
     "webhooks": ("fleetwright.cli.webhooks", "app", "Receive GitHub webhooks as Prefect events."),
     "commands": ("fleetwright.cli.commands", "app", "Declarative and Python commands."),
     "schedule": ("fleetwright.cli.schedule", "app", "Fleet runs on a schedule (cron, interval)."),
@@ -151,7 +153,24 @@ def usage_line(exc: Any) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Console-script entry point."""
+    """Console-script entry point.
+
+    What a command and the processes it starts (server, workers, flow runs, browsers) create —
+    databases, logs, states with cookies, artifacts, exports — is its owner's only (umask 077
+    while it runs; the caller's umask is back afterwards, for a caller that is not a shell).
+    """
+    import os
+
+    from fleetwright.private import PRIVATE_UMASK
+
+    previous = os.umask(PRIVATE_UMASK)
+    try:
+        _main(argv)
+    finally:
+        os.umask(previous)
+
+
+def _main(argv: list[str] | None) -> None:
     from fleetwright.errors import FleetwrightError
 
     usage_errors, click_errors, aborts, exits = _click_exceptions()

@@ -34,11 +34,20 @@ def status(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     except FleetwrightError as exc:
         info["catalogue_ok"] = False
         info["catalogue_error"] = exc.message
+    from fleetwright.prefect_api import api_client_options
+
+    options = api_client_options()
     try:
-        ok = httpx.get(f"{info['prefect_api']}/health", timeout=3).status_code == 200
+        with httpx.Client(timeout=3, **options) as client:
+            ok = client.get(f"{info['prefect_api']}/health").status_code == 200
+            # /health answers anyone: whether this client's credential is accepted is apart
+            accepted = ok and client.get(f"{info['prefect_api']}/admin/version").status_code
     except httpx.HTTPError:
-        ok = False
+        ok = accepted = False
     info["prefect_ok"] = ok
+    if ok:
+        credential = "given" if options["headers"] else "none"
+        info["prefect_auth"] = f"{credential}, {'refused' if accepted == 401 else 'accepted'}"
     try:
         from fleetwright.browser.chromium import find_chromium
 

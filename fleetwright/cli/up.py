@@ -49,6 +49,8 @@ def up(
         start_worker,
         stop_process,
     )
+    from fleetwright.prefect_auth import auth_path, ensure_auth, hint
+    from fleetwright.private import PRIVATE_UMASK, private_dir, secure_tree
     from fleetwright.settings import get_settings
 
     # Ctrl-C (SIGINT) and SIGTERM (`timeout`, systemd, docker stop) stop everything. While
@@ -69,19 +71,33 @@ def up(
     signal.signal(signal.SIGINT, _stop)
     signal.signal(signal.SIGTERM, _stop)
     settings = get_settings()
-    settings.home.mkdir(parents=True, exist_ok=True)
+    # the home is its owner's only, and so is everything in it and everything `up` starts
+    os.umask(PRIVATE_UMASK)
+    private_dir(settings.home)
+    fixed = secure_tree(settings.home)
+    auth, new_auth = ensure_auth(settings.home)
     key = settings.encryption_key.get_secret_value() if settings.encryption_key else None
+    tls = settings.tls_files
     server = LocalPrefectServer(
         prefect_home=settings.prefect_home,
         port=port or settings.prefect_port,
         extra_env={"PREFECT_SERVER_ENCRYPTION_KEY": key} if key else None,
+        auth_string=auth,
+        tls=tls,
     )
     os.environ["PREFECT_API_URL"] = server.api_url
+    # this process's clients and every child's (deploy, workers, flow runs) authenticate with
+    # the server's credential; children get it through their environment, never their argv
+    os.environ["PREFECT_API_AUTH_STRING"] = auth
     env = {
         **prefect_env(settings.prefect_home),
         "PREFECT_API_URL": server.api_url,
+        "PREFECT_API_AUTH_STRING": auth,
         "FLEETWRIGHT_HOME": str(settings.home),
     }
+    if tls is not None and tls.ca is not None:
+        # clients verify the server's certificate with this CA (Prefect's client, websockets)
+        os.environ["PREFECT_API_SSL_CERT_FILE"] = env["PREFECT_API_SSL_CERT_FILE"] = str(tls.ca)
     os.environ.update({k: v for k, v in env.items() if k.startswith("PREFECT_HOME")})
     started_server = False
     worker = None
@@ -89,10 +105,21 @@ def up(
     metrics = None
     site = None
     try:
+        console.print(
+            f"✓ home {settings.home} readable by its owner only"
+            + (f" ({fixed} permissions tightened)" if fixed else "")
+        )
+        where = auth_path(settings.home)
+        console.print(
+            f"✓ Prefect API credential {hint(auth)} "
+            + ("generated into " if new_auth else "in ")
+            + f"{where} (the UI's login asks for it)"
+        )
         with console.status("Applying catalogue migrations"):
             revision = upgrade()
         console.print(f"✓ catalogue {safe_url(settings.catalogue_url)} at revision {revision}")
         if server.is_healthy():
+            server.check_auth()
             if demo and _port_taken(settings.demo_site_port):
                 console.print(
                     f"Fleetwright is already up: Prefect UI at [link]{server.url}[/link], "
@@ -150,7 +177,8 @@ def up(
             if run_url:
                 console.print(f"✓ demo run started: {run_url}")
         console.print(
-            f"\n[bold green]Fleetwright is up.[/] Prefect UI: [link]{server.url}[/link]\n"
+            f"\n[bold green]Fleetwright is up.[/] Prefect UI: [link]{server.url}[/link] "
+            f"(log in with the contents of {auth_path(settings.home)})\n"
             "Profiles: `fleetwright profile list`; runs: the UI's Runs page. Ctrl-C stops."
         )
         waiting.set()

@@ -35,7 +35,12 @@ def serve(
     import uvicorn
 
     from fleetwright.integrations.services import load_credentials
-    from fleetwright.integrations.webhooks import MemoryDeliveryLog, RedisDeliveryLog, create_app
+    from fleetwright.integrations.webhooks import (
+        CatalogueDeliveryLog,
+        DeliveryLog,
+        RedisDeliveryLog,
+        create_app,
+    )
     from fleetwright.settings import get_settings
 
     try:
@@ -55,13 +60,31 @@ def serve(
         typer.echo(f"error: {exc.message}", err=True)
         raise typer.Exit(2) from None
     redis_url = get_settings().redis_url
-    log = RedisDeliveryLog(redis_url) if redis_url else MemoryDeliveryLog()
-    typer.echo(
-        "delivery ids kept in Redis"
-        if redis_url
-        else "delivery ids kept in memory: a restart forgets them (set FLEETWRIGHT_REDIS_URL)"
-    )
-    typer.echo(f"listening on http://{host}:{port}{path}")
+    if not redis_url:
+        from fleetwright.catalogue.db import get_engine
+
+        try:
+            get_engine()  # reachable and migrated before the first delivery
+        except FleetwrightError as exc:
+            typer.echo(f"error: {exc.message}", err=True)
+            raise typer.Exit(2) from None
+    log: DeliveryLog = RedisDeliveryLog(redis_url) if redis_url else CatalogueDeliveryLog()
+    typer.echo("delivery ids kept in Redis" if redis_url else "delivery ids kept in the catalogue")
+    try:
+        tls = get_settings().tls_files
+        if tls is not None:
+            tls.check()
+    except FleetwrightError as exc:
+        typer.echo(f"error: {exc.message}", err=True)
+        raise typer.Exit(2) from None
+    # with a certificate (FLEETWRIGHT_TLS_* or `fleetwright tls init`) HTTPS only
+    scheme = "https" if tls is not None else "http"
+    typer.echo(f"listening on {scheme}://{host}:{port}{path}")
     uvicorn.run(
-        create_app(secret, deliveries=log, path=path), host=host, port=port, log_level="info"
+        create_app(secret, deliveries=log, path=path),
+        host=host,
+        port=port,
+        log_level="info",
+        ssl_certfile=str(tls.cert) if tls is not None else None,
+        ssl_keyfile=str(tls.key) if tls is not None else None,
     )

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import base64
 import logging
 import os
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -15,6 +17,9 @@ import httpx
 
 from fleetwright.embedded.stack import stop_process
 from fleetwright.errors import ConfigurationError, PrefectUnavailableError
+from fleetwright.private import PRIVATE_UMASK, private_dir
+from fleetwright.processes import open_log
+from fleetwright.tls import TLSFiles
 
 __all__ = ["LocalPrefectServer", "free_port", "prefect_env", "redis_env"]
 
@@ -72,7 +77,10 @@ def redis_env(redis_url: str) -> dict[str, str]:
 class LocalPrefectServer:
     """`prefect server start` on 127.0.0.1, with its own home and database.
 
-    Runs until stop(); logs go to `<prefect_home>/server.log`.
+    Runs until stop(); logs go to `<prefect_home>/server.log`. With `auth_string`, the API
+    answers 401 to any request without it (Prefect's basic auth; /health stays open) and the
+    UI asks for it; the string reaches the server through its environment, never its argv.
+    Everything the server writes (database, logs, results) is readable by its owner only.
     """
 
     def __init__(
@@ -84,6 +92,8 @@ class LocalPrefectServer:
         extra_env: dict[str, str] | None = None,
         workers: int = 1,
         redis_url: str | None = None,
+        auth_string: str | None = None,
+        tls: TLSFiles | None = None,
     ) -> None:
         """`workers` > 1 needs Postgres and `redis_url` (Prefect's scale-out set-up): the API
         then runs in `workers` processes and the services in one more process."""
@@ -98,12 +108,21 @@ class LocalPrefectServer:
         self.port = port or free_port()
         self.database_url = database_url
         self.extra_env = extra_env or {}
+        self.auth_string = auth_string
+        self.tls = tls.check() if tls is not None else None
         self.process: subprocess.Popen[bytes] | None = None
         self.services: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        scheme = "https" if self.tls is not None else "http"
+        return f"{scheme}://127.0.0.1:{self.port}"
+
+    def _verify(self) -> ssl.SSLContext | bool:
+        """How this process verifies the server: its CA when it serves TLS with one."""
+        if self.tls is not None and self.tls.ca is not None:
+            return ssl.create_default_context(cafile=str(self.tls.ca))
+        return True
 
     @property
     def api_url(self) -> str:
@@ -111,13 +130,45 @@ class LocalPrefectServer:
 
     def is_healthy(self) -> bool:
         try:
-            return httpx.get(f"{self.api_url}/health", timeout=2).status_code == 200
+            response = httpx.get(f"{self.api_url}/health", timeout=2, verify=self._verify())
+            return response.status_code == 200
         except httpx.HTTPError:
             return False
 
+    def check_auth(self) -> None:
+        """Make sure the server answering on this port demands this server's credential.
+
+        A server left running by an earlier `fleetwright up` may have no authentication or
+        another credential; PrefectUnavailableError then says what to do.
+        """
+        if self.auth_string is None:
+            return
+        token = base64.b64encode(self.auth_string.encode()).decode()
+        url = f"{self.api_url}/admin/version"
+        try:
+            with httpx.Client(timeout=10, verify=self._verify()) as client:
+                anonymous = client.get(url).status_code
+                ours = client.get(url, headers={"Authorization": f"Basic {token}"})
+        except httpx.HTTPError as exc:
+            raise PrefectUnavailableError(
+                f"the Prefect server at {self.url} did not answer ({type(exc).__name__})"
+            ) from None
+        if anonymous != 401:
+            raise PrefectUnavailableError(
+                f"a Prefect server without authentication is running at {self.url}; stop it, "
+                "then run `fleetwright up` again (it starts one that asks for a credential)",
+                retryable=False,
+            )
+        if ours.status_code == 401:
+            raise PrefectUnavailableError(
+                f"the Prefect server at {self.url} refuses the credential in the Fleetwright "
+                "home (it was started with another one); stop it and run `fleetwright up` again",
+                retryable=False,
+            )
+
     def start(self, *, timeout: timedelta = timedelta(seconds=90)) -> str:
         """Start the server and wait until it answers; returns the API URL."""
-        self.prefect_home.mkdir(parents=True, exist_ok=True)
+        private_dir(self.prefect_home)
         env = {**os.environ, **prefect_env(self.prefect_home, database_url=self.database_url)}
         if self.redis_url:
             env.update(redis_env(self.redis_url))
@@ -130,6 +181,10 @@ class LocalPrefectServer:
             env["PREFECT_UI_API_URL"] = self.api_url
         env.update(self.extra_env)
         env.pop("PREFECT_API_URL", None)
+        if self.auth_string is not None:
+            env["PREFECT_SERVER_API_AUTH_STRING"] = self.auth_string
+            # the server's own clients (services calling the API) authenticate with it too
+            env["PREFECT_API_AUTH_STRING"] = self.auth_string
         cmd = [
             sys.executable,
             "-m",
@@ -141,6 +196,19 @@ class LocalPrefectServer:
             "--port",
             str(self.port),
         ]
+        if self.tls is not None:
+            # Prefect's own app under uvicorn's TLS (`prefect server start` has no TLS options)
+            cmd = [
+                sys.executable,
+                "-m",
+                "fleetwright.embedded.tls_server",
+                "--port",
+                str(self.port),
+                "--certfile",
+                str(self.tls.cert),
+                "--keyfile",
+                str(self.tls.key),
+            ]
         if self.workers > 1:
             # `--workers N` runs the API only (Prefect turns its services off): the services
             # (events, automations, scheduler, ...) run in a process of their own. The workers
@@ -179,7 +247,7 @@ class LocalPrefectServer:
         )
 
     def _migrate(self, env: dict[str, str], timeout: timedelta) -> None:
-        with open(self.prefect_home / "server.log", "ab") as log:
+        with open_log(self.prefect_home / "server.log") as log:
             done = subprocess.run(
                 [sys.executable, "-m", "prefect", "server", "database", "upgrade", "-y"],
                 env=env,
@@ -187,6 +255,7 @@ class LocalPrefectServer:
                 stderr=subprocess.STDOUT,
                 timeout=timeout.total_seconds(),
                 check=False,
+                umask=PRIVATE_UMASK,
             )
         if done.returncode != 0:
             raise PrefectUnavailableError(
@@ -196,13 +265,15 @@ class LocalPrefectServer:
             )
 
     def _spawn(self, cmd: list[str], env: dict[str, str], log_name: str) -> subprocess.Popen[bytes]:
-        log = open(self.prefect_home / log_name, "ab")  # noqa: SIM115 - owned by the child
-        try:
+        with open_log(self.prefect_home / log_name) as log:
             return subprocess.Popen(
-                cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+                cmd,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                umask=PRIVATE_UMASK,
             )
-        finally:
-            log.close()
 
     def stop(self, *, timeout: timedelta = timedelta(seconds=15)) -> None:
         """Stop the server (and its services process) and every process they started."""

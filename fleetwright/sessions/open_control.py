@@ -18,6 +18,7 @@ from typing import Any
 from fleetwright.browser.files import atomic_write_bytes
 from fleetwright.browser.procs import alive
 from fleetwright.errors import NotFoundError, StateError, ValidationError
+from fleetwright.private import private_dir
 from fleetwright.settings import get_settings
 from fleetwright.specs import block_name_for, check_name
 
@@ -54,7 +55,7 @@ def _closed_path(name: str) -> Path:
 def write_record(record: dict[str, Any]) -> None:
     """Announce an opened profile (and clear a stale close request or result)."""
     name = str(record["profile"])
-    _dir().mkdir(parents=True, exist_ok=True)
+    private_dir(_dir())
     close_requested_path(name).unlink(missing_ok=True)
     _closed_path(name).unlink(missing_ok=True)
     atomic_write_bytes(record_path(name), json.dumps(record).encode())

@@ -29,7 +29,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from fleetwright.browser.chromium import chromium_args, find_chromium, needs_no_sandbox
+from fleetwright.browser.chromium import find_chromium, launch_options, quiet_profile
 from fleetwright.browser.files import atomic_write_bytes
 from fleetwright.browser.procs import tagged_pids
 from fleetwright.browser.session import read_session_file, write_session_file
@@ -43,6 +43,7 @@ from fleetwright.errors import (
     ProfileBusyError,
     ValidationError,
 )
+from fleetwright.private import private_dir
 from fleetwright.proxies.pools import notify_failover
 from fleetwright.sessions import lease as leases
 from fleetwright.sessions import open_control
@@ -300,18 +301,11 @@ class _Launcher:
         if not headless:
             options["no_viewport"] = False
         self.tag = secrets.token_hex(8)
-        return await self.pw.chromium.launch_persistent_context(
-            str(workdir),
-            executable_path=str(self.executable),
-            args=chromium_args(*extra),
-            headless=headless,
-            chromium_sandbox=not needs_no_sandbox(),
-            env=_browser_env(self.tag),
-            handle_sigint=False,
-            handle_sigterm=False,
-            handle_sighup=False,
-            **options,
+        await asyncio.to_thread(quiet_profile, workdir)
+        launch = launch_options(
+            self.executable, headless=headless, env=_browser_env(self.tag), extra=extra
         )
+        return await self.pw.chromium.launch_persistent_context(str(workdir), **launch, **options)
 
 
 @contextlib.asynccontextmanager
@@ -365,7 +359,7 @@ async def open_session(
         else:
             await asyncio.to_thread(_sweep_scratch, settings.home / "open")
             workdir = settings.home / "open" / f"scratch-{os.getpid()}-{secrets.token_hex(4)}"
-            workdir.mkdir(parents=True)
+            private_dir(workdir)
         from playwright.async_api import async_playwright
 
         from fleetwright.browser.env import scrub_driver_env

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import base64
 import zipfile
 from pathlib import Path
 
 import pytest
 
-from fleetwright.browser import BrowserPool, LaunchSpec
+from fleetwright.browser import BrowserPool, LaunchSpec, ProxyConfig
+from fleetwright.testing.proxies import TinyProxy
 from fleetwright.testing.site import SiteServer
 
 pytestmark = pytest.mark.browser
@@ -55,3 +57,25 @@ async def test_no_failure_screenshot_when_disabled(pool: BrowserPool, site: Site
             await s.page.goto(f"{site.url}/")
             raise KeyError("x")
     assert s.artifact_paths == {}
+
+
+@pytest.mark.parametrize("mode", ["storage", "persistent"])
+async def test_a_trace_through_an_authenticated_proxy_keeps_no_credentials(
+    pool: BrowserPool, site: SiteServer, tinyproxy: TinyProxy, mode: str
+) -> None:
+    """Playwright records each request's headers, Proxy-Authorization (Basic, base64 of
+    user:password) included: the trace keeps `***` in its place."""
+    proxy = ProxyConfig.build(
+        server=f"http://127.0.0.1:{tinyproxy.port}", username="fleet", password="tiny-secret"
+    )
+    basic = base64.b64encode(b"fleet:tiny-secret")
+    traced = spec(f"proxied-{mode}", trace=True, proxy=proxy, state_mode=mode)
+    async with pool.session(traced) as s:
+        await s.page.goto(f"{site.url}/table")
+        await s.page.goto(f"{site.url}/login")  # sent with the credentials the 407 asked for
+    assert f"127.0.0.1:{site.port}" in tinyproxy.log_text()  # it did go through the proxy
+    with zipfile.ZipFile(s.artifact_paths["trace"]) as zf:
+        files = {name: zf.read(name) for name in zf.namelist()}
+    assert any(b"Basic ***" in data for data in files.values())
+    for name, data in files.items():
+        assert basic not in data and b"tiny-secret" not in data, name

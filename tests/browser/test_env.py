@@ -113,3 +113,18 @@ def test_operator_allow_list_is_read_from_settings(monkeypatch: pytest.MonkeyPat
     monkeypatch.setenv("FLEETWRIGHT_BROWSER_ENV_ALLOW", "SSL_CERT_FILE,bad name")
     with pytest.raises(PydanticValidationError, match="'bad name' are not environment variable"):
         Settings()
+
+
+def test_api_credentials_never_reach_the_browser_even_when_allowed_by_name() -> None:
+    """Naming the Prefect API credential in FLEETWRIGHT_BROWSER_ENV_ALLOW does not hand it to
+    Chromium or the driver: a page could read every decrypted block back with it."""
+    environ = {
+        "PATH": "/usr/bin",
+        "PREFECT_API_AUTH_STRING": f"fleetwright:{MARK}",
+        "PREFECT_SERVER_API_AUTH_STRING": f"fleetwright:{MARK}",
+        "PREFECT_API_KEY": MARK,
+        "FLEETWRIGHT_API_TOKEN": MARK,
+    }
+    allow = list(environ)
+    assert set(browser_env(environ, allow=allow)) == {"PATH"}
+    assert set(driver_env(environ, allow=allow)) == {"PATH"}

@@ -7,10 +7,12 @@ or fail with one line at once, and never create ~/.prefect or a throwaway server
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -70,14 +72,16 @@ async def _probe_deployment() -> str:
 
 
 async def test_python_api_uses_fleetwright_port(
-    prefect_api: str, home: Path, tmp_path: Path
+    prefect_api: str, home: Path, tmp_path: Path, store_prefect_auth: Callable[[Path], Path]
 ) -> None:
+    """The local server's credential comes from the home, where `fleetwright up` keeps it."""
     from fleetwright.catalogue.db import upgrade
 
     upgrade()
     deployment = await _probe_deployment()
     port = urlsplit(prefect_api).port
     assert port is not None and port != 4200
+    store_prefect_auth(home)
     env = _fleetwright_only_env(tmp_path, home, FLEETWRIGHT_PREFECT_PORT=str(port))
     done = _probe(env, "submit", deployment)
     assert done.returncode == 0, done.stderr
@@ -92,19 +96,46 @@ async def test_python_api_uses_fleetwright_port(
 
 
 async def test_python_api_uses_fleetwright_api_url(
-    prefect_api: str, home: Path, tmp_path: Path
+    prefect_api: str, home: Path, tmp_path: Path, prefect_auth: str
 ) -> None:
+    """A server named by URL is a server of the user's own: its credential is the user's
+    PREFECT_API_AUTH_STRING, kept as it is."""
     from fleetwright.catalogue.db import upgrade
 
     upgrade()
     deployment = await _probe_deployment()
     env = _fleetwright_only_env(
-        tmp_path, home, FLEETWRIGHT_PREFECT_API_URL=prefect_api, FLEETWRIGHT_PREFECT_PORT="9"
+        tmp_path,
+        home,
+        FLEETWRIGHT_PREFECT_API_URL=prefect_api,
+        FLEETWRIGHT_PREFECT_PORT="9",
+        PREFECT_API_AUTH_STRING=prefect_auth,
     )
     done = _probe(env, "submit", deployment)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["state"] == "SCHEDULED"
     assert not (tmp_path / "user" / ".prefect").exists()
+
+
+@pytest.mark.parametrize("credential", ["none", "wrong"])
+def test_python_api_refused_by_the_server_fails_in_one_line(
+    prefect_api: str, tmp_path: Path, credential: str
+) -> None:
+    """No credential in the home, or a stale one: one line naming the URL and where the
+    credential lives, at once; the credential itself is never in it."""
+    from fleetwright.prefect_auth import new_auth, rotate_auth
+
+    fw_home = tmp_path / "fw"
+    stale = rotate_auth(fw_home) if credential == "wrong" else new_auth()
+    port = str(urlsplit(prefect_api).port)
+    env = _fleetwright_only_env(tmp_path, fw_home, FLEETWRIGHT_PREFECT_PORT=port)
+    done = _probe(env, "read", "00000000-0000-0000-0000-000000000000")
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["error"] == "PrefectUnavailableError", result
+    assert "HTTP 401" in result["message"] and "prefect-api-auth" in result["message"]
+    assert "\n" not in result["message"] and "Traceback" not in done.stderr
+    assert stale.partition(":")[2] not in done.stdout + done.stderr
 
 
 def test_python_api_without_server_fails_in_one_line(tmp_path: Path) -> None:
@@ -154,10 +185,13 @@ def test_flows_tasks_and_deployments_apply_settings(tmp_path: Path) -> None:
         assert done.stdout.strip() == "http://127.0.0.1:4321/api", module
 
 
-def test_cli_status_finds_server_through_fleetwright_port(prefect_api: str, tmp_path: Path) -> None:
+def test_cli_status_finds_server_through_fleetwright_port(
+    prefect_api: str, tmp_path: Path, store_prefect_auth: Callable[[Path], Path]
+) -> None:
     """`status` (any command) reaches the server on FLEETWRIGHT_PREFECT_PORT, even with a
-    stale PREFECT_API_URL of the user's in the environment."""
+    stale PREFECT_API_URL of the user's in the environment, with the home's credential."""
     port = str(urlsplit(prefect_api).port)
+    store_prefect_auth(tmp_path / "fw")
     env = _fleetwright_only_env(tmp_path, tmp_path / "fw", FLEETWRIGHT_PREFECT_PORT=port)
     env["PREFECT_API_URL"] = "http://127.0.0.1:9/api"
     exe = Path(sys.executable).with_name("fleetwright")
@@ -168,6 +202,7 @@ def test_cli_status_finds_server_through_fleetwright_port(prefect_api: str, tmp_
     assert done.returncode == 0, done.stderr
     info = json.loads(done.stdout)
     assert info["prefect_api"] == prefect_api and info["prefect_ok"] is True
+    assert info["prefect_auth"] == "given, accepted"
     assert not (tmp_path / "user" / ".prefect").exists()
 
 
@@ -178,9 +213,10 @@ def test_ui_settings_name_the_servers_own_api(prefect_api: str) -> None:
 
 
 @pytest.mark.browser
-def test_ui_on_other_port_reaches_its_api(prefect_api: str) -> None:
+def test_ui_on_other_port_reaches_its_api(prefect_api: str, prefect_auth: str) -> None:
     """A real browser opens the UI of a server on a non-default port: no connection banner,
-    and the UI's own API calls go to that port and succeed."""
+    and the UI's own API calls go to that port and succeed (logged in as the UI's login page
+    would: tests/security/test_api_auth.py goes through that page itself)."""
     from playwright.sync_api import sync_playwright
 
     base = prefect_api.removesuffix("/api")
@@ -194,6 +230,8 @@ def test_ui_on_other_port_reaches_its_api(prefect_api: str) -> None:
         )
         try:
             page = browser.new_page()
+            token = base64.b64encode(prefect_auth.encode()).decode()
+            page.add_init_script(f"localStorage.setItem('prefect-password', '{token}')")
             page.on(
                 "response",
                 lambda r: api_calls.append((r.url, r.status)) if "/api/" in r.url else None,

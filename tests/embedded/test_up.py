@@ -4,6 +4,7 @@ twice, the second while it is stopping — leaves none of the processes it start
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import os
 import signal
@@ -104,8 +105,12 @@ def test_up_comes_up_and_a_double_ctrl_c_stops_everything(tmp_path: Path) -> Non
         assert started, "\n".join(lines)
         run_id = started[0].rsplit("/", 1)[-1].strip()
         state = None
+        auth = (tmp_path / "home" / "prefect-api-auth").read_text().strip()  # the API asks
+        headers = {"Authorization": "Basic " + base64.b64encode(auth.encode()).decode()}
         while time.monotonic() < deadline:  # the process worker picks it up and runs it
-            run = httpx.get(f"http://127.0.0.1:{port}/api/flow_runs/{run_id}", timeout=10)
+            run = httpx.get(
+                f"http://127.0.0.1:{port}/api/flow_runs/{run_id}", headers=headers, timeout=10
+            )
             state = (run.json().get("state") or {}).get("type")
             if state in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED"):
                 break

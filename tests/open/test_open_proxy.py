@@ -1,9 +1,11 @@
 """An opened profile goes out through its proxy: a SOCKS5 proxy with credentials through the
-loopback relay, the password never in the browser's argv; a fixed CDP port when asked."""
+loopback relay, the password never in the browser's argv; a fixed CDP port when asked; and
+nothing of Chromium's own goes through it."""
 
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,7 +14,8 @@ import pytest
 
 from fleetwright.browser.procs import descendants
 from fleetwright.sessions.opener import open_session
-from fleetwright.testing.proxies import IPEchoServer, MicroSocks, free_port
+from fleetwright.testing.proxies import IPEchoServer, MicroSocks, TinyProxy, free_port
+from fleetwright.testing.site import SiteServer
 
 pytestmark = [pytest.mark.prefect, pytest.mark.browser]
 
@@ -118,3 +121,39 @@ def test_an_opened_profile_fails_over_as_a_run_does(
     while not (events := asyncio.run(failover_events())) and time.monotonic() < deadline:
         time.sleep(0.5)
     assert events and events[0]["payload"] == {"from": "open-a", "to": "open-b", "pool": "open-fo"}
+
+
+@pytest.fixture
+def tinyproxy(tmp_path: Path) -> Iterator[TinyProxy]:
+    (tmp_path / "tp").mkdir()
+    with TinyProxy(username="fleet", password="open-bg-pw", workdir=tmp_path / "tp") as server:
+        yield server
+
+
+def test_an_opened_profile_sends_only_the_page_through_its_proxy(
+    make_profile, site: SiteServer, tinyproxy: TinyProxy
+) -> None:
+    """Login form filled, then 15 s idle, then a reopen: the proxy logs only the site's host."""
+    from fleetwright.registry.proxies import add_proxy
+
+    asyncio.run(add_proxy(tinyproxy.spec("tiny")))
+    name = make_profile("quiet-open", proxy="tiny", state_mode="persistent")
+    own = f"127.0.0.1:{site.port}"
+
+    async def visit() -> None:
+        async with open_session(name) as opened:
+            page = await opened.context.new_page()
+            await page.goto(f"{site.url}/login")
+            await page.fill("#user", "ada")
+            await page.fill("#password", "pw")
+            await page.click("#submit")
+            await page.wait_for_url(f"{site.url}/account")
+            await page.wait_for_timeout(15_000)
+
+    for launch in ("first", "reopen"):
+        asyncio.run(visit())
+        hosts = re.findall(
+            r"Request \(file descriptor \d+\): \S+ (?:https?://)?([^/\s]+)", tinyproxy.log_text()
+        )
+        assert own in hosts, (launch, hosts)
+        assert set(hosts) == {own}, (launch, sorted(set(hosts) - {own}))

@@ -11,6 +11,7 @@ path that installs from the lock.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import os
 import shutil
@@ -109,8 +110,17 @@ def _with_home(home: Path) -> list[str]:
     return found
 
 
-def _api(port: int, method: str, path: str, **kw: object) -> httpx.Response:
-    resp = httpx.request(method, f"http://127.0.0.1:{port}/api{path}", timeout=30, **kw)  # type: ignore[arg-type]
+def _api(home: Path, port: int, method: str, path: str, **kw: object) -> httpx.Response:
+    """A request with the credential `up` generated into the home (its server asks for it)."""
+    auth = (home / "prefect-api-auth").read_text().strip()
+    headers = {"Authorization": "Basic " + base64.b64encode(auth.encode()).decode()}
+    resp = httpx.request(
+        method,
+        f"http://127.0.0.1:{port}/api{path}",
+        headers=headers,
+        timeout=30,
+        **kw,  # type: ignore[arg-type]
+    )
     resp.raise_for_status()
     return resp
 
@@ -166,18 +176,20 @@ def test_the_wheel_installs_only_fleetwright_and_up_runs_from_an_empty_folder(
             if proc.poll() is not None or time.monotonic() > deadline:
                 pytest.fail("`fleetwright up` did not come up:\n" + "\n".join(lines[-40:]))
             time.sleep(0.5)
-        found = _api(port, "POST", "/deployments/filter", json={}).json()
+        found = _api(home, port, "POST", "/deployments/filter", json={}).json()
         entrypoints = {d["name"]: d["entrypoint"] for d in found}
         assert set(entrypoints) == DEPLOYMENTS, entrypoints
         assert all(e.startswith("fleetwright.flows.") for e in entrypoints.values()), entrypoints
         # a deployment's flow runs on the process worker, loaded from the installed package
         check = next(d for d in found if d["name"] == "check-proxies")
-        run = _api(port, "POST", f"/deployments/{check['id']}/create_flow_run", json={}).json()
+        run = _api(
+            home, port, "POST", f"/deployments/{check['id']}/create_flow_run", json={}
+        ).json()
         state = None
         while time.monotonic() < deadline:
-            state = (_api(port, "GET", f"/flow_runs/{run['id']}").json().get("state") or {}).get(
-                "type"
-            )
+            state = (
+                _api(home, port, "GET", f"/flow_runs/{run['id']}").json().get("state") or {}
+            ).get("type")
             if state in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED"):
                 break
             time.sleep(1)

@@ -123,7 +123,7 @@ def test_migration_moves_a_pool_draw_to_the_binding(catalogue_url: str) -> None:
             f"'sticky', false, 'off', '', 0, '{now}', '{now}')"))  # fmt: skip
     engine.dispose()
     dispose_engines()
-    assert upgrade(catalogue_url) == "0003"
+    assert upgrade(catalogue_url) == "0004"
     with session_scope(catalogue_url) as s:
         row = s.get(Profile, 1)
         assert row is not None
