@@ -286,6 +286,30 @@ def test_edit_triggered_reconcile_reads_only_edited_blocks(
         "edited in the UI"
     )
 
+    # another block type's edit (a Prefect Secret) is in the event stream but not read
+    secret_id = asyncio.run(_save_secret_and_wait_for_its_event())
+    reads.clear()
+    asyncio.run(reconcile_edits(url=catalogue_url))
+    assert secret_id not in reads
+
+
+async def _save_secret_and_wait_for_its_event() -> str:
+    from prefect.blocks.system import Secret
+
+    doc_id = str(await Secret(value="not a profile").save("not-a-profile", overwrite=True))
+    deadline = time.monotonic() + 60
+    async with open_block_store() as bs:
+        while True:
+            response = await bs.client._client.post(
+                "/events/filter",
+                json={"filter": {"resource": {"id": [f"prefect.block-document.{doc_id}"]}}},
+            )
+            response.raise_for_status()
+            if response.json()["events"]:
+                return doc_id
+            assert time.monotonic() < deadline, "the Secret block's event was not stored"
+            await asyncio.sleep(0.5)
+
 
 @pytest.mark.postgres
 def test_stress_two_importers_ui_edits_and_reconciles(
