@@ -30,7 +30,7 @@ async def _artifacts(flow_run_id: str) -> list[Any]:
 
 
 def test_fleet_run_page_shows_progress_failure_files_and_failover(
-    small_fleet, prefect_api: str, tmp_path: Path
+    small_fleet, prefect_api: str, prefect_auth: str, tmp_path: Path
 ) -> None:
     from playwright.sync_api import expect, sync_playwright
 
@@ -52,6 +52,12 @@ def test_fleet_run_page_shows_progress_failure_files_and_failover(
         browser = pw.chromium.launch(executable_path=executable, args=["--no-sandbox"])
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         try:
+            # the server asks for its credential (as `fleetwright up`'s does): log in first
+            page.goto(f"{ui}/dashboard", wait_until="networkidle", timeout=90_000)
+            password = page.locator("input[type=password]")
+            password.fill(prefect_auth, timeout=60_000)
+            password.press("Enter")
+            password.wait_for(state="detached", timeout=60_000)
             page.goto(f"{ui}/runs/flow-run/{flow_run_id}")
             # the failover, on the run's Logs tab (the default one)
             expect(
