@@ -24,6 +24,7 @@ must find a value planted in a process's argv and environment during the run.
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import json
 import os
@@ -130,7 +131,12 @@ class _Cli:
 
 
 def _api() -> httpx.Client:
-    return httpx.Client(base_url=os.environ["PREFECT_API_URL"], timeout=60)
+    """The Prefect API, with the credential the tests' server asks for (Basic, as Prefect's
+    client sends it)."""
+    headers = {}
+    if auth := os.environ.get("PREFECT_API_AUTH_STRING"):
+        headers["Authorization"] = "Basic " + base64.b64encode(auth.encode()).decode()
+    return httpx.Client(base_url=os.environ["PREFECT_API_URL"], timeout=60, headers=headers)
 
 
 def _paged(client: httpx.Client, path: str, body: dict[str, Any]) -> list[Any]:
