@@ -25,7 +25,15 @@ if TYPE_CHECKING:
     from prefect.client.orchestration import PrefectClient
     from prefect.client.schemas.objects import FlowRun
 
-__all__ = ["Shard", "adopt_shards", "cancel_shards", "follow_shard", "split", "start_shard"]
+__all__ = [
+    "Shard",
+    "adopt_shards",
+    "cancel_children",
+    "cancel_shards",
+    "follow_shard",
+    "split",
+    "start_shard",
+]
 
 #: how long a parent waits for the Crashed trigger's resume run of a crashed shard
 RESUME_WAIT = timedelta(seconds=180)
@@ -173,6 +181,27 @@ async def follow_shard(
             except Exception:  # the API is away for a moment: ask again
                 pass
             await asyncio.sleep(poll.total_seconds())
+
+
+async def cancel_children(client: PrefectClient, parent: uuid.UUID, reason: str) -> int:
+    """Propose Cancelling to every shard of `parent` still going (its worker stops it); how
+    many. Prefect's cancellation-cleanup service does the same for a parent cancelled in the
+    UI, on its next loop; `fleetwright run cancel` does not wait for that."""
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterParentFlowRunId
+    from prefect.states import Cancelling
+
+    runs = await client.read_flow_runs(
+        flow_run_filter=FlowRunFilter(
+            parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[parent])
+        ),
+        limit=200,
+    )
+    count = 0
+    for run in runs:
+        if run.state is None or not run.state.is_final():
+            await client.set_flow_run_state(run.id, Cancelling(message=reason))
+            count += 1
+    return count
 
 
 async def cancel_shards(shards: Sequence[Shard], reason: str) -> None:

@@ -213,6 +213,9 @@ async def acancel_run(
                 f"run {flow_run_id} already ended {run.state.name}; nothing to cancel"
             )
         await client.set_flow_run_state(run_uuid, Cancelling(message=message))
+        from fleetwright.fleet.shards import cancel_children
+
+        await cancel_children(client, run_uuid, message)  # a sharded run's shards
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait.total_seconds()
         while True:

@@ -452,3 +452,35 @@ def test_sharded_run_survives_its_parent_and_a_shard_dying(stack: Stack) -> None
     with session_scope() as s:
         leases = s.scalars(select(Profile.lease_holder).where(Profile.name.in_(names))).all()
     assert all(holder is None for holder in leases)
+
+
+def test_cancelling_a_sharded_run_cancels_its_shards(stack: Stack) -> None:
+    from fleetwright.api import run_command
+    from fleetwright.cli.main import main
+
+    names = _profiles("shardc", 12, "shardc")
+    fleet = run_command(
+        "slow-visit", tags=["shardc"], params={"base_url": stack.site.url}, concurrency=1,
+        shards=2, wait=False,
+    )  # fmt: skip
+    deadline = time.monotonic() + 180
+    while True:
+        children = asyncio.run(_children(fleet.id))
+        states = {c.state.type.value if c.state else "" for c in children}
+        if len(children) == 2 and states == {"RUNNING"}:
+            break
+        assert time.monotonic() < deadline, "the shards did not start"
+        time.sleep(0.3)
+    main(["run", "cancel", fleet.id])
+    assert asyncio.run(_wait_state(fleet.id, {"CANCELLED", "COMPLETED", "FAILED"}, 60)) == (
+        "CANCELLED"
+    )
+    for child in children:
+        assert asyncio.run(_wait_state(str(child.id), {"CANCELLED", "COMPLETED"}, 60)) == (
+            "CANCELLED"
+        )
+    time.sleep(5)
+    assert len(_ok_rows(names)) < len(names)  # stopped before the end
+    with session_scope() as s:
+        leases = s.scalars(select(Profile.lease_holder).where(Profile.name.in_(names))).all()
+    assert all(holder is None for holder in leases)
