@@ -13,13 +13,10 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import os
 import shutil
-import signal
 import subprocess
 import sys
 import sysconfig
-import threading
 import time
 from pathlib import Path
 
@@ -28,6 +25,7 @@ import psutil
 import pytest
 
 from fleetwright.testing.proxies import free_port
+from fleetwright.testing.up import UpProcess, user_env
 
 pytestmark = [pytest.mark.slow]
 
@@ -69,31 +67,6 @@ def _venv_with(wheel: Path, tmp: Path) -> tuple[Path, Path]:
         ).stdout.strip()
     )  # fmt: skip
     return python, site
-
-
-def _user_env(home: Path, port: int) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "FLEETWRIGHT_"))}
-    env.update(
-        FLEETWRIGHT_HOME=str(home),
-        FLEETWRIGHT_PREFECT_PORT=str(port),
-        FLEETWRIGHT_DEMO_SITE_PORT=str(free_port()),
-        PREFECT_SERVER_ANALYTICS_ENABLED="false",
-        PYTHONPATH="",
-        COLUMNS="200",
-    )
-    if os.environ.get("FLEETWRIGHT_CHROMIUM_EXECUTABLE"):
-        env["FLEETWRIGHT_CHROMIUM_EXECUTABLE"] = os.environ["FLEETWRIGHT_CHROMIUM_EXECUTABLE"]
-    return env
-
-
-def _alive(snapshot: list[tuple[int, float, str]]) -> list[str]:
-    left = []
-    for pid, created, name in snapshot:
-        with contextlib.suppress(psutil.NoSuchProcess):
-            proc = psutil.Process(pid)
-            if proc.create_time() == created and proc.status() != psutil.STATUS_ZOMBIE:
-                left.append(f"{pid} {name}")
-    return left
 
 
 def _with_home(home: Path) -> list[str]:
@@ -152,30 +125,11 @@ def test_the_wheel_installs_only_fleetwright_and_up_runs_from_an_empty_folder(
     empty.mkdir()
     home = tmp_path / "home"
     port = free_port()
-    proc = subprocess.Popen(
-        [str(python.parent / "fleetwright"), "up", "--no-demo", "--port", str(port)],
-        cwd=empty,
-        env=_user_env(home, port),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    lines: list[str] = []
-
-    def read() -> None:
-        assert proc.stdout is not None
-        for raw in proc.stdout:
-            lines.append(raw.decode(errors="replace").rstrip())
-
-    reader = threading.Thread(target=read, daemon=True)
-    reader.start()
-    snapshot: list[tuple[int, float, str]] = []
-    try:
+    env = user_env(home, port, PYTHONPATH="")
+    argv = [str(python.parent / "fleetwright"), "up", "--no-demo", "--port", str(port)]
+    with UpProcess(argv, env, cwd=empty) as up:
+        up.wait_up(UP_TIMEOUT_S)
         deadline = time.monotonic() + UP_TIMEOUT_S
-        while not any("Fleetwright is up." in line for line in lines):
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail("`fleetwright up` did not come up:\n" + "\n".join(lines[-40:]))
-            time.sleep(0.5)
         found = _api(home, port, "POST", "/deployments/filter", json={}).json()
         entrypoints = {d["name"]: d["entrypoint"] for d in found}
         assert set(entrypoints) == DEPLOYMENTS, entrypoints
@@ -193,30 +147,15 @@ def test_the_wheel_installs_only_fleetwright_and_up_runs_from_an_empty_folder(
             if state in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED"):
                 break
             time.sleep(1)
-        assert state == "COMPLETED", f"check-proxies run ended {state}:\n" + "\n".join(lines)
-        snapshot = [
-            (p.pid, p.create_time(), " ".join(p.cmdline()[:4]))
-            for p in psutil.Process(proc.pid).children(recursive=True)
-        ]
-        names = " | ".join(s[2] for s in snapshot)
+        assert state == "COMPLETED", f"check-proxies run ended {state}:\n" + "\n".join(up.lines)
+        names = " | ".join(s[2] for s in up.take_snapshot())
         assert "server" in names and "worker" in names, names
-        os.killpg(proc.pid, signal.SIGINT)
-        code = proc.wait(timeout=180)
-        assert code == 0, "\n".join(lines[-40:])
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=30)
-        for pid, created, _name in snapshot:  # never leave a killed `up`'s children behind
-            with contextlib.suppress(psutil.Error, ProcessLookupError):
-                if proc.returncode != 0 and psutil.Process(pid).create_time() == created:
-                    os.killpg(os.getpgid(pid), signal.SIGKILL)
-    reader.join(timeout=10)
-    assert any("Stopped everything" in line for line in lines), "\n".join(lines[-40:])
+        assert up.interrupt() == 0, up.output()
+    assert up.stopped_cleanly() == []
     deadline = time.monotonic() + 15
-    while (_alive(snapshot) or _with_home(home)) and time.monotonic() < deadline:
+    while _with_home(home) and time.monotonic() < deadline:
         time.sleep(0.5)
-    assert _alive(snapshot) == [] and _with_home(home) == []
+    assert _with_home(home) == []
     with pytest.raises(httpx.TransportError):
         httpx.get(f"http://127.0.0.1:{port}/api/health", timeout=5)
     assert list(empty.iterdir()) == [], "`up` wrote into the working directory"

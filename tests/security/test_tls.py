@@ -8,50 +8,29 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import json
 import os
 import shutil
-import signal
 import ssl
 import stat
 import subprocess
 import sys
-import threading
 import time
 import uuid
 from pathlib import Path
 
 import httpx
-import psutil
 import pytest
 
 from fleetwright.embedded.prefect_server import free_port
+from fleetwright.testing.up import UpProcess, console_script, user_env
 
 UP_TIMEOUT_S = 420
 
 
-def _fleetwright() -> list[str]:
-    script = Path(sys.executable).parent / "fleetwright"
-    if script.exists():
-        return [str(script)]
-    return [sys.executable, "-c", "from fleetwright.cli import main; main()"]
-
-
-def _user_env(home: Path, port: int | None = None) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "FLEETWRIGHT_"))}
-    env.update(FLEETWRIGHT_HOME=str(home), PREFECT_SERVER_ANALYTICS_ENABLED="false")
-    env["COLUMNS"] = "200"
-    if port is not None:
-        env.update(FLEETWRIGHT_PREFECT_PORT=str(port), FLEETWRIGHT_DEMO_SITE_PORT=str(free_port()))
-    if os.environ.get("FLEETWRIGHT_CHROMIUM_EXECUTABLE"):
-        env["FLEETWRIGHT_CHROMIUM_EXECUTABLE"] = os.environ["FLEETWRIGHT_CHROMIUM_EXECUTABLE"]
-    return env
-
-
 def _run(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [*_fleetwright(), *args], env=env, capture_output=True, text=True, timeout=180,
+        [*console_script(), *args], env=env, capture_output=True, text=True, timeout=180,
         check=False,
     )  # fmt: skip
 
@@ -63,7 +42,7 @@ def _ca_context(home: Path) -> ssl.SSLContext:
 @pytest.fixture
 def tls_home(tmp_path: Path) -> Path:
     home = tmp_path / "home"
-    done = _run(["tls", "init", "--host", "fleet.test"], _user_env(home))
+    done = _run(["tls", "init", "--host", "fleet.test"], user_env(home))
     assert done.returncode == 0, done.stderr
     return home
 
@@ -79,10 +58,10 @@ def test_tls_init_writes_a_ca_and_a_certificate_for_loopback(tls_home: Path) -> 
     sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     assert {str(ip) for ip in sans.get_values_for_type(x509.IPAddress)} == {"127.0.0.1", "::1"}
     assert set(sans.get_values_for_type(x509.DNSName)) == {"localhost", "fleet.test"}
-    again = _run(["tls", "init"], _user_env(tls_home))
+    again = _run(["tls", "init"], user_env(tls_home))
     assert again.returncode == 2 and "--force" in again.stderr
     assert len(again.stderr.strip().splitlines()) == 1 and "Traceback" not in again.stderr
-    bad = _run(["tls", "init", "--force", "--host", "not a host"], _user_env(tls_home))
+    bad = _run(["tls", "init", "--force", "--host", "not a host"], user_env(tls_home))
     assert bad.returncode == 2 and "neither an IP address nor a DNS name" in bad.stderr
 
 
@@ -158,31 +137,14 @@ def test_up_serves_https_only_and_every_client_verifies_the_ca(
     from playwright.sync_api import sync_playwright
 
     port = free_port()
-    env = _user_env(tls_home, port)
-    proc = subprocess.Popen(
-        [*_fleetwright(), "up", "--no-demo", "--no-warm-worker"],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
-    )  # fmt: skip
-    lines: list[str] = []
-
-    def read() -> None:
-        assert proc.stdout is not None
-        for raw in proc.stdout:
-            lines.append(raw.decode(errors="replace").rstrip())
-
-    reader = threading.Thread(target=read, daemon=True)
-    reader.start()
-    children: list[psutil.Process] = []
-    try:
+    env = user_env(tls_home, port)
+    with UpProcess([*console_script(), "up", "--no-demo", "--no-warm-worker"], env) as up:
+        up.wait_up(UP_TIMEOUT_S)
         deadline = time.monotonic() + UP_TIMEOUT_S
-        while not any("Fleetwright is up." in line for line in lines):
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail("`fleetwright up` did not come up:\n" + "\n".join(lines[-40:]))
-            time.sleep(0.5)
-        children = psutil.Process(proc.pid).children(recursive=True)
+        up.take_snapshot()
         base = f"https://127.0.0.1:{port}"
         api = f"{base}/api"
-        assert any(f"Prefect server at {base}" in line for line in lines), lines
+        assert any(f"Prefect server at {base}" in line for line in up.lines), up.lines
         auth = (tls_home / "prefect-api-auth").read_text().strip()
         headers = {"Authorization": "Basic " + base64.b64encode(auth.encode()).decode()}
         ca = _ca_context(tls_home)
@@ -213,7 +175,7 @@ def test_up_serves_https_only_and_every_client_verifies_the_ca(
                 if state in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED"):
                     break
                 time.sleep(1)
-        assert state == "COMPLETED", f"check-proxies ended {state}:\n" + "\n".join(lines[-40:])
+        assert state == "COMPLETED", f"check-proxies ended {state}:\n" + up.output()
 
         # the Python API (Prefect's own client) from another process: https, the home's CA
         done = subprocess.run(
@@ -258,16 +220,8 @@ def test_up_serves_https_only_and_every_client_verifies_the_ca(
                 browser.close()
         assert "Can't connect" not in text, text[:500]
 
-        os.killpg(proc.pid, signal.SIGINT)
-        assert proc.wait(timeout=180) == 0, "\n".join(lines[-40:])
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=30)
-            for child in children:
-                with contextlib.suppress(psutil.Error, ProcessLookupError):
-                    os.killpg(os.getpgid(child.pid), signal.SIGKILL)
-    reader.join(timeout=10)
+        assert up.interrupt() == 0, up.output()
+    assert up.stopped_cleanly() == []
 
 
 @pytest.mark.prefect

@@ -9,11 +9,8 @@ import base64
 import contextlib
 import json
 import os
-import signal
 import stat
 import subprocess
-import sys
-import threading
 import time
 from pathlib import Path
 
@@ -22,32 +19,11 @@ import psutil
 import pytest
 
 from fleetwright.embedded.prefect_server import free_port
+from fleetwright.testing.up import UpProcess, console_script, user_env
 
 pytestmark = [pytest.mark.slow]
 
 UP_TIMEOUT_S = 420
-
-
-def _fleetwright() -> list[str]:
-    script = Path(sys.executable).parent / "fleetwright"
-    if script.exists():
-        return [str(script)]
-    return [sys.executable, "-c", "from fleetwright.cli import main; main()"]
-
-
-def _user_env(home: Path, port: int) -> dict[str, str]:
-    """A user's shell: none of the test session's Prefect or Fleetwright settings."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "FLEETWRIGHT_"))}
-    env.update(
-        FLEETWRIGHT_HOME=str(home),
-        FLEETWRIGHT_PREFECT_PORT=str(port),
-        FLEETWRIGHT_DEMO_SITE_PORT=str(free_port()),
-        PREFECT_SERVER_ANALYTICS_ENABLED="false",
-        COLUMNS="200",
-    )
-    if os.environ.get("FLEETWRIGHT_CHROMIUM_EXECUTABLE"):
-        env["FLEETWRIGHT_CHROMIUM_EXECUTABLE"] = os.environ["FLEETWRIGHT_CHROMIUM_EXECUTABLE"]
-    return env
 
 
 def _mode(path: Path) -> int:
@@ -66,31 +42,11 @@ def test_up_serves_an_authenticated_api_and_keeps_its_home_private(tmp_path: Pat
     leftover.write_text("{}")
     leftover.chmod(0o644)
     port = free_port()
-    env = _user_env(home, port)
-    proc = subprocess.Popen(
-        [*_fleetwright(), "up", "--no-demo", "--no-warm-worker", "--port", str(port)],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-        umask=0o022,
-    )
-    lines: list[str] = []
-
-    def read() -> None:
-        assert proc.stdout is not None
-        for raw in proc.stdout:
-            lines.append(raw.decode(errors="replace").rstrip())
-
-    reader = threading.Thread(target=read, daemon=True)
-    reader.start()
-    children: list[psutil.Process] = []
-    try:
+    env = user_env(home, port)
+    argv = [*console_script(), "up", "--no-demo", "--no-warm-worker", "--port", str(port)]
+    with UpProcess(argv, env, umask=0o022) as up:
+        up.wait_up(UP_TIMEOUT_S)
         deadline = time.monotonic() + UP_TIMEOUT_S
-        while not any("Fleetwright is up." in line for line in lines):
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail("`fleetwright up` did not come up:\n" + "\n".join(lines[-40:]))
-            time.sleep(0.5)
         credential_file = home / "prefect-api-auth"
         auth = credential_file.read_text().strip()
         assert auth.startswith("fleetwright:") and len(auth) > 40
@@ -107,7 +63,7 @@ def test_up_serves_an_authenticated_api_and_keeps_its_home_private(tmp_path: Pat
 
         # the CLI in another shell finds the credential in the home by itself
         status = subprocess.run(
-            [*_fleetwright(), "status", "--json"],
+            [*console_script(), "status", "--json"],
             env=env, capture_output=True, text=True, timeout=180, check=False,
         )  # fmt: skip
         assert status.returncode == 0, status.stderr
@@ -130,11 +86,12 @@ def test_up_serves_an_authenticated_api_and_keeps_its_home_private(tmp_path: Pat
             if state in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED"):
                 break
             time.sleep(1)
-        assert state == "COMPLETED", f"check-proxies ended {state}:\n" + "\n".join(lines[-40:])
+        assert state == "COMPLETED", f"check-proxies ended {state}:\n" + up.output()
 
         # no child has it on its command line; the server and the worker have it in their
         # environment (that is how they get it)
-        children = psutil.Process(proc.pid).children(recursive=True)
+        children = psutil.Process(up.proc.pid).children(recursive=True)
+        up.take_snapshot()
         password = auth.partition(":")[2]
         for child in children:
             with contextlib.suppress(psutil.Error):
@@ -155,17 +112,9 @@ def test_up_serves_an_authenticated_api_and_keeps_its_home_private(tmp_path: Pat
         opened = [p for p in home.rglob("*") if _mode(p) & 0o077]
         assert opened == [], [(str(p), oct(_mode(p))) for p in opened]
 
-        os.killpg(proc.pid, signal.SIGINT)
-        assert proc.wait(timeout=180) == 0, "\n".join(lines[-40:])
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=30)
-            for child in children:
-                with contextlib.suppress(psutil.Error, ProcessLookupError):
-                    os.killpg(os.getpgid(child.pid), signal.SIGKILL)
-    reader.join(timeout=10)
-    output = "\n".join(lines)
+        assert up.interrupt() == 0, up.output()
+    assert up.stopped_cleanly() == []
+    output = "\n".join(up.lines)
     assert password not in output, "the credential was printed"
     assert "prefect-api-auth" in output and "fleetwright:" in output
 
@@ -180,8 +129,8 @@ def test_up_refuses_a_server_without_authentication_on_its_port(tmp_path: Path) 
     open_server.start()
     try:
         done = subprocess.run(
-            [*_fleetwright(), "up", "--no-demo", "--port", str(open_server.port)],
-            env=_user_env(tmp_path / "home", open_server.port),
+            [*console_script(), "up", "--no-demo", "--port", str(open_server.port)],
+            env=user_env(tmp_path / "home", open_server.port),
             capture_output=True, text=True, timeout=300, check=False,
         )  # fmt: skip
     finally:
