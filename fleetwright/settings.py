@@ -56,6 +56,11 @@ class Settings(BaseSettings):
         default=None, description="Prefect API URL; default the one `fleetwright up` starts."
     )
     prefect_port: int = Field(default=4200, description="Port of the local Prefect server.")
+    prefect_start_timeout: timedelta = Field(
+        default=timedelta(seconds=180),
+        description="How long `fleetwright up` waits for its Prefect server to answer (its "
+        "first start migrates the database: over 90 s on 2 busy cores).",
+    )
     redis_url: str | None = Field(
         default=None, description="Redis for state shared by workers (circuit breakers)."
     )
@@ -142,7 +147,7 @@ class Settings(BaseSettings):
         description="`json`: one JSON object per log line with run/profile/session ids.",
     )
 
-    @field_validator("lease_ttl", "lease_wait", mode="before")
+    @field_validator("lease_ttl", "lease_wait", "prefect_start_timeout", mode="before")
     @classmethod
     def _seconds(cls, value: Any) -> Any:
         """Durations from the environment may be plain seconds ("60", "2.5")."""
@@ -237,8 +242,27 @@ class Settings(BaseSettings):
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
-    """The process-wide settings (cached; call reset_settings() after changing the env)."""
-    return Settings()
+    """The process-wide settings (cached; call reset_settings() after changing the env).
+
+    A value the environment gets wrong is one ConfigurationError naming the variable."""
+    from pydantic import ValidationError
+
+    try:
+        return Settings()
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = str(first["loc"][0]) if first.get("loc") else "?"
+        secret = any(w in field for w in ("password", "token", "secret", "key", "auth", "url"))
+        shown = "" if secret else f"={first.get('input')!r}"
+        hint = (
+            " (a duration: seconds as ISO 8601, e.g. PT90S)"
+            if "time_delta" in first["type"]
+            else ""
+        )
+        raise ConfigurationError(
+            f"setting FLEETWRIGHT_{field.upper()}{shown} is not valid: {first['msg']}{hint}; "
+            "fix it in the environment or .env"
+        ) from None
 
 
 def reset_settings() -> None:

@@ -212,39 +212,9 @@ async def run_command(
                 [fleet_id], "CANCELLED", f"the fleet run was stopped: {stopped}", also=("CRASHED",)
             )
 
-    counts = Counter(r["status"] for r in results.values())
-    rows = [
-        {k: r.get(k) for k in _ROW_FIELDS}
-        for r in sorted(results.values(), key=lambda r: r["profile"])
-    ]
-    await acreate_table_artifact(
-        table=rows, key=None, description=f"{spec.name} v{spec.version}: {dict(counts)}"
-    )
-    summary = {
-        "command": spec.name,
-        "version": spec.version,
-        "ok": counts.get("ok", 0),
-        "failed": counts.get("failed", 0),
-        "skipped": counts.get("skipped", 0),
-        "resumed_from": earlier,
-        "sessions": rows,
-    }
-    message = f"{summary['ok']} ok, {summary['failed']} failed, {summary['skipped']} skipped"
-    if stopped is not None:
-        message = f"cancelled ({stopped}): {message}, {counts.get(CANCELLED, 0)} not finished"
-    logger.info(message)
-    await emit(
-        "fleetwright.run.finished",
-        fleet_id or spec.name,
-        {k: summary[k] for k in ("command", "version", "ok", "failed", "skipped", "resumed_from")},
-        kind="run",
-    )
-    observe.fleet_run_finished(summary, cancelled=stopped is not None)
-    if stopped is not None:
-        return Cancelled(message=message, data=summary)
-    if summary["failed"]:
-        return Failed(message=message, data=summary)
-    return Completed(message=message, data=summary)
+    state = await _finish(spec, results, earlier=earlier, fleet_id=fleet_id, stopped=stopped)
+    observe.fleet_run_finished(cast(dict[str, Any], state.data), cancelled=stopped is not None)
+    return state
 
 
 async def _run_sharded(
@@ -321,10 +291,31 @@ async def _run_sharded(
                 + (f": {why}" if why else ""),
                 "error_type": "ShardError",
             }
+    shards_info = [
+        {"profiles": len(s.profiles), "runs": s.run_ids, "state": s.state} for s in every
+    ]
+    return await _finish(
+        spec, results, earlier=earlier, fleet_id=fleet_id, stopped=stopped,
+        extra={"shards": shards_info}, where=f" in {len(every)} shards",
+    )  # fmt: skip
+
+
+async def _finish(
+    spec: CommandSpec,
+    results: dict[str, dict[str, Any]],
+    *,
+    earlier: list[str],
+    fleet_id: str,
+    stopped: str | None,
+    extra: dict[str, Any] | None = None,
+    where: str = "",
+) -> State[dict[str, Any]]:
+    """The end of a fleet run: the table artifact, the summary, `fleetwright.run.finished`
+    and the final state (Cancelled when stopped, Failed when a session failed)."""
     counts = Counter(r["status"] for r in results.values())
-    table = [{k: results[n].get(k) for k in _ROW_FIELDS} for n in sorted(results)]
+    rows = [{k: results[n].get(k) for k in _ROW_FIELDS} for n in sorted(results)]
     await acreate_table_artifact(
-        table=table, key=None, description=f"{spec.name} v{spec.version}: {dict(counts)}"
+        table=rows, key=None, description=f"{spec.name} v{spec.version}: {dict(counts)}"
     )
     summary = {
         "command": spec.name,
@@ -333,16 +324,13 @@ async def _run_sharded(
         "failed": counts.get("failed", 0),
         "skipped": counts.get("skipped", 0),
         "resumed_from": earlier,
-        "shards": [
-            {"profiles": len(s.profiles), "runs": s.run_ids, "state": s.state} for s in every
-        ],
-        "sessions": table,
+        **(extra or {}),
+        "sessions": rows,
     }
-    message = (
-        f"{summary['ok']} ok, {summary['failed']} failed, {summary['skipped']} skipped "
-        f"in {len(every)} shards"
-    )
-    logger.info(message)
+    message = f"{summary['ok']} ok, {summary['failed']} failed, {summary['skipped']} skipped{where}"
+    if stopped is not None:
+        message = f"cancelled ({stopped}): {message}, {counts.get(CANCELLED, 0)} not finished"
+    get_run_logger().info(message)
     await emit(
         "fleetwright.run.finished",
         fleet_id or spec.name,
@@ -350,7 +338,7 @@ async def _run_sharded(
         kind="run",
     )
     if stopped is not None:
-        return Cancelled(message=f"cancelled ({stopped}): {message}", data=summary)
+        return Cancelled(message=message, data=summary)
     if summary["failed"]:
         return Failed(message=message, data=summary)
     return Completed(message=message, data=summary)

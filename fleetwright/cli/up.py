@@ -130,7 +130,7 @@ def up(
             console.print(f"✓ Prefect server already running at {server.url}")
         else:
             with console.status("Starting the Prefect server"):
-                server.start()
+                server.start(timeout=settings.prefect_start_timeout)
             started_server = True
             console.print(f"✓ Prefect server at {server.url} (data in {settings.prefect_home})")
         slugs = asyncio.run(register_blocks())
