@@ -11,6 +11,7 @@ import contextlib
 import logging
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 import uuid
@@ -267,6 +268,24 @@ class Bench:
             )
             self._sites[delay_ms] = site.start()
         return self._sites[delay_ms]
+
+    def start_warm_worker(self, *, limit: int = 4) -> subprocess.Popen[bytes]:
+        """A warm worker (`deployments.warm_worker`) logging into the scratch folder; the caller
+        stops it (`fleetwright.embedded.stack.stop_process`)."""
+        from fleetwright.embedded.stack import PROJECT_DIR
+
+        log = open(self.root / "warm-worker.log", "ab")  # noqa: SIM115 - owned by the child
+        try:
+            argv = [sys.executable, "-m", "fleetwright.deployments.warm_worker"]
+            return subprocess.Popen(
+                [*argv, "--limit", str(limit)],
+                cwd=PROJECT_DIR,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        finally:
+            log.close()
 
     def profiles(
         self, count: int, *, prefix: str = "bench", state_mode: str = "storage"

@@ -20,10 +20,16 @@ from fleetwright.fleet.plan import FleetPlan
 from fleetwright.fleet.runs import SessionRow
 
 if TYPE_CHECKING:
-    from prefect.futures import PrefectDistributedFuture
     from prefect.client.schemas.objects import State
+    from prefect.futures import PrefectDistributedFuture
 
-__all__ = ["WarmFleet", "astream_warm", "await_warm_worker", "warm_worker_count"]
+__all__ = [
+    "WarmFleet",
+    "astream_warm",
+    "await_warm_worker",
+    "session_result",
+    "warm_worker_count",
+]
 
 
 def _session_task() -> Any:
@@ -125,8 +131,8 @@ async def _final_state(task_run_id: uuid.UUID, *, timeout: float) -> State[Any]:
             pause = min(pause * 2, _MAX_POLL)
 
 
-async def _result(future: PrefectDistributedFuture[Any], *, timeout: float = 900.0) -> Any:
-    """The task's result (its exception raised if it failed).
+async def session_result(future: PrefectDistributedFuture[Any], *, timeout: float = 900.0) -> Any:
+    """A submitted session's result (its exception raised if it failed), waited for safely.
 
     `timeout` bounds the wait: a task run a worker dropped (say, unreadable parameters) never
     finishes, and the caller gets a TimeoutError instead of waiting forever.
@@ -137,7 +143,7 @@ async def _result(future: PrefectDistributedFuture[Any], *, timeout: float = 900
 
 async def _outcome(name: str, future: PrefectDistributedFuture[Any]) -> SessionRow:
     try:
-        result = await _result(future)
+        result = await session_result(future)
     except FleetwrightError as exc:
         partial = getattr(exc, "session_result", None)
         return SessionRow(
