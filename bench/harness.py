@@ -254,6 +254,10 @@ class Bench:
         proc = self._server.process if self._server is not None else None
         return proc.pid if proc is not None else None
 
+    def site_pids(self) -> list[int]:
+        """The processes of the bench sites started so far."""
+        return [pid for site in self._sites.values() if (pid := site.pid) is not None]
+
     def site(self, delay_ms: int = 0) -> SiteProcess:
         """The bench site answering every request after `delay_ms` (started once per delay),
         in a process of its own, as a real site is: served from a thread of the bench's

@@ -64,6 +64,8 @@ BENCHMARKS: tuple[Benchmark, ...] = (
             "throughput_ratio_c4_0ms",
             "throughput_ratio_c8_0ms",
             "throughput_ratio_c8_150ms",
+            "cpu_ms_per_session",
+            "cpu_per_session_ratio",
         ),
     ),
     Benchmark("leases", "lease_bench", ("lease_prefect_ratio", "lease_catalogue_ratio")),
@@ -111,6 +113,7 @@ TARGETS: dict[str, str] = {
     "import_10k_profiles_s": "≤ 15",
     "reconcile_one_edit_ms": "≤ 200",
     "metrics_overhead_ratio": "≥ 0.98",
+    "cpu_per_session_ratio": "≤ 1.15",
 }
 
 

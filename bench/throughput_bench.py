@@ -2,6 +2,12 @@
 profile: lease, saved state, steps, save, run row; its own browser pool) ÷ a bare Playwright
 script (start Playwright, launch one browser, asyncio semaphore, close), each timed end to end,
 at concurrency 1, 4 and 8 on the 0 ms site and 8 on the 150 ms site, in alternating A/B rounds.
+
+Every round is also metered for CPU (`bench.cpu`: the bench process, Playwright's driver and
+Chromium, the Prefect server, the Postgres backends of the bench's databases): each throughput
+figure carries `cpu_ms_per_session` of both sides, and at concurrency 8 on the 150 ms site they
+make `cpu_ms_per_session` (Fleetwright's, the bare script's as baseline, by process group) and
+`cpu_per_session_ratio` (per round), steadier than wall-clock ratios on shared cores.
 """
 
 from __future__ import annotations
@@ -11,15 +17,21 @@ from typing import Any, cast
 
 from playwright.async_api import async_playwright
 
+from bench.cpu import GROUPS, CpuMeter
 from bench.fleet_common import alternate, bare_fleet, per_minute
 from bench.harness import Bench
-from bench.stats import Figure, ab_ratio
+from bench.stats import Figure, ab_ratio, summary
 from bench.workload import bare_launch_kwargs, load_bench_command
 
 __all__ = ["CONFIGS", "FIGURES", "bare_script", "fleetwright_run", "run"]
 
 CONFIGS: tuple[tuple[int, int], ...] = ((1, 0), (4, 0), (8, 0), (8, 150))
-FIGURES = tuple(f"throughput_ratio_c{c}_{d}ms" for c, d in CONFIGS)
+FIGURES = (
+    *(f"throughput_ratio_c{c}_{d}ms" for c, d in CONFIGS),
+    "cpu_ms_per_session",
+    "cpu_per_session_ratio",
+)
+_CPU_CONFIG = (8, 150)
 
 
 async def fleetwright_run(profiles: list[str], concurrency: int, base_url: str) -> float:
@@ -61,16 +73,30 @@ async def run(bench: Bench) -> dict[str, Figure]:
     await fleetwright_run(profiles, 4, bench.site(0).url)  # warm-up: every profile has a state
     await bare_script(profiles, 4, bench.site(0).url)
     figures: dict[str, Figure] = {}
+    meter = CpuMeter(bench)
     for concurrency, delay in CONFIGS:
         url = bench.site(delay).url
+        cpu: dict[str, list[dict[str, float]]] = {"a": [], "b": []}
 
-        async def fleet(c: int = concurrency, u: str = url) -> float:
-            return per_minute(n, await fleetwright_run(profiles, c, u))
+        async def fleet(
+            c: int = concurrency, u: str = url, spent: dict[str, list[Any]] = cpu
+        ) -> float:
+            before = meter.sample()
+            rate = per_minute(n, await fleetwright_run(profiles, c, u))
+            spent["a"].append(_per_session(meter.sample().minus(before), n))
+            return rate
 
-        async def bare(c: int = concurrency, u: str = url) -> float:
-            return per_minute(n, await bare_script(profiles, c, u))
+        async def bare(
+            c: int = concurrency, u: str = url, spent: dict[str, list[Any]] = cpu
+        ) -> float:
+            before = meter.sample()
+            rate = per_minute(n, await bare_script(profiles, c, u))
+            spent["b"].append(_per_session(meter.sample().minus(before), n))
+            return rate
 
         sides = await alternate(bench.sizes.ab_rounds, {"a": fleet, "b": bare})
+        if (concurrency, delay) == _CPU_CONFIG:
+            figures.update(_cpu_figures(cpu["a"], cpu["b"], n))
         figures[f"throughput_ratio_c{concurrency}_{delay}ms"] = ab_ratio(
             sides["a"],
             sides["b"],
@@ -83,5 +109,50 @@ async def run(bench: Bench) -> dict[str, Figure]:
             sessions_per_round=n,
             path="run-command flow (in process) → run-profile-session task per profile → "
             "SessionEngine.run (lease, saved state, steps, save, run row)",
+            cpu_ms_per_session={
+                "fleetwright": _groups(cpu["a"]),
+                "bare": _groups(cpu["b"]),
+            },
         )
     return figures
+
+
+def _per_session(spent: dict[str, float], sessions: int) -> dict[str, float]:
+    return {k: round(v / sessions, 2) for k, v in spent.items()}
+
+
+def _groups(rounds: list[dict[str, float]]) -> dict[str, float]:
+    """Median ms per session of each process group (and the total) over the rounds."""
+    import statistics
+
+    return {k: round(statistics.median(r[k] for r in rounds), 2) for k in (*GROUPS, "total")}
+
+
+def _cpu_figures(
+    fleet: list[dict[str, float]], bare: list[dict[str, float]], sessions: int
+) -> dict[str, Figure]:
+    what = (
+        "CPU ms per session, every process involved (bench, browser, prefect_server, "
+        "postgres; site left out), concurrency 8, 150 ms site"
+    )
+    per_session = summary(
+        [r["total"] for r in fleet],
+        "ms",
+        what=what,
+        groups=_groups(fleet),
+        sessions_per_round=sessions,
+    )
+    per_session["baseline"] = summary([r["total"] for r in bare], "ms") | {
+        "name": "bare playwright script",
+        "groups": _groups(bare),
+    }
+    ratio = ab_ratio(
+        [r["total"] for r in fleet],
+        [r["total"] for r in bare],
+        unit="ratio",
+        a_name="fleetwright",
+        b_name="bare playwright script",
+        a_unit="cpu ms/session",
+        what=what,
+    )
+    return {"cpu_ms_per_session": per_session, "cpu_per_session_ratio": ratio}
