@@ -21,13 +21,19 @@ from bench.cpu import GROUPS, CpuMeter
 from bench.fleet_common import alternate, bare_fleet, per_minute
 from bench.harness import Bench
 from bench.stats import Figure, ab_ratio, summary
-from bench.workload import bare_launch_kwargs, load_bench_command
+from bench.workload import (
+    BENCH_FINGERPRINT,
+    bare_context_options,
+    bare_launch_kwargs,
+    load_bench_command,
+)
 
 __all__ = ["CONFIGS", "FIGURES", "bare_script", "fleetwright_run", "run"]
 
 CONFIGS: tuple[tuple[int, int], ...] = ((1, 0), (4, 0), (8, 0), (8, 150))
 FIGURES = (
     *(f"throughput_ratio_c{c}_{d}ms" for c, d in CONFIGS),
+    "throughput_http_proxy_ratio_c8_150ms",
     "cpu_ms_per_session",
     "cpu_per_session_ratio",
 )
@@ -53,13 +59,21 @@ async def fleetwright_run(profiles: list[str], concurrency: int, base_url: str) 
     return seconds
 
 
-async def bare_script(profiles: list[str], concurrency: int, base_url: str) -> float:
+async def bare_script(
+    profiles: list[str],
+    concurrency: int,
+    base_url: str,
+    *,
+    context_options: dict[str, Any] | None = None,
+) -> float:
     """Bare Playwright: start, launch one browser, run the sessions, close; seconds."""
     t0 = time.perf_counter()
     async with async_playwright() as pw:
         browser = await pw.chromium.launch(**bare_launch_kwargs())
         try:
-            await bare_fleet(browser, base_url, profiles, concurrency)
+            await bare_fleet(
+                browser, base_url, profiles, concurrency, context_options=context_options
+            )
         finally:
             await browser.close()
     return time.perf_counter() - t0
@@ -114,7 +128,85 @@ async def run(bench: Bench) -> dict[str, Figure]:
                 "bare": _groups(cpu["b"]),
             },
         )
+    figures["throughput_http_proxy_ratio_c8_150ms"] = await _proxied(bench, meter)
     return figures
+
+
+async def _proxied_profiles(bench: Bench, proxy: Any, n: int) -> list[str]:
+    """`n` profiles with BENCH_FINGERPRINT and the HTTP proxy assigned (its password in its
+    Proxy block, as `fleetwright proxy add` keeps it)."""
+    from sqlalchemy import select, update
+
+    from fleetwright.catalogue.db import session_scope
+    from fleetwright.catalogue.models import Profile, Proxy
+    from fleetwright.registry import add_proxy
+    from fleetwright.specs import Fingerprint
+
+    profiles = bench.profiles(n, prefix="proxied")
+    await add_proxy(proxy.spec("bench-http"))
+    fingerprint = Fingerprint(**BENCH_FINGERPRINT).model_dump(mode="json")
+    with session_scope() as s:
+        proxy_id = s.scalar(select(Proxy.id).where(Proxy.name == "bench-http"))
+        s.execute(
+            update(Profile)
+            .where(Profile.name.in_(profiles))
+            .values(proxy_id=proxy_id, fingerprint=fingerprint)
+        )
+    return profiles
+
+
+async def _proxied(bench: Bench, meter: CpuMeter) -> Figure:
+    """Both sides through the same tinyproxy with BasicAuth, with the same fingerprint."""
+    from fleetwright.testing.proxies import TinyProxy
+
+    n = bench.sizes.throughput_sessions
+    url = bench.site(150).url
+    with TinyProxy(username="bench", password="bench-proxy-pw", workdir=bench.root) as proxy:
+        profiles = await _proxied_profiles(bench, proxy, n)
+        options = bare_context_options(
+            {
+                "server": f"http://127.0.0.1:{proxy.port}",
+                "username": proxy.username,
+                "password": proxy.password,
+            }
+        )
+        await fleetwright_run(profiles, 8, url)  # warm-up: every profile has a state
+        cpu: dict[str, list[dict[str, float]]] = {"a": [], "b": []}
+
+        def proxied_requests() -> int:
+            return proxy.log_text().count("Request (file descriptor")
+
+        async def fleet() -> float:
+            before, seen = meter.sample(), proxied_requests()
+            rate = per_minute(n, await fleetwright_run(profiles, 8, url))
+            cpu["a"].append(_per_session(meter.sample().minus(before), n))
+            if proxied_requests() - seen < n:
+                raise RuntimeError("Fleetwright's sessions did not go through the proxy")
+            return rate
+
+        async def bare() -> float:
+            before, seen = meter.sample(), proxied_requests()
+            rate = per_minute(n, await bare_script(profiles, 8, url, context_options=options))
+            cpu["b"].append(_per_session(meter.sample().minus(before), n))
+            if proxied_requests() - seen < n:
+                raise RuntimeError("the bare script's sessions did not go through the proxy")
+            return rate
+
+        sides = await alternate(bench.sizes.ab_rounds, {"a": fleet, "b": bare})
+    return ab_ratio(
+        sides["a"],
+        sides["b"],
+        unit="ratio",
+        a_name="fleetwright",
+        b_name="bare playwright script, same proxy and fingerprint as new_context options",
+        a_unit="sessions/min",
+        concurrency=8,
+        delay_ms=150,
+        sessions_per_round=n,
+        proxy="tinyproxy, HTTP with BasicAuth, on loopback",
+        fingerprint=BENCH_FINGERPRINT,
+        cpu_ms_per_session={"fleetwright": _groups(cpu["a"]), "bare": _groups(cpu["b"])},
+    )
 
 
 def _per_session(spent: dict[str, float], sessions: int) -> dict[str, float]:
