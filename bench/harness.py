@@ -65,6 +65,8 @@ class Sizes:
     empty_task_n: int
     cli_n: int
     state_n: int
+    deployment_sessions: int
+    deployment_rounds: int
 
     @classmethod
     def for_mode(cls, mode: Mode) -> Sizes:
@@ -88,6 +90,8 @@ class Sizes:
                 empty_task_n=200,
                 cli_n=10,
                 state_n=20,
+                deployment_sessions=200,
+                deployment_rounds=5,
             )
         return cls(
             ab_rounds=1,
@@ -108,6 +112,8 @@ class Sizes:
             empty_task_n=10,
             cli_n=2,
             state_n=2,
+            deployment_sessions=3,
+            deployment_rounds=2,
         )
 
 

@@ -77,6 +77,7 @@ BENCHMARKS: tuple[Benchmark, ...] = (
         "trigger_bench",
         ("warm_trigger_to_action_ms", "process_worker_trigger_to_action_ms"),
     ),
+    Benchmark("deployment", "deployment_bench", ("throughput_deployment_ratio_c8_150ms",)),
     Benchmark("catalogue", "catalogue_bench", ("catalogue_select_1000_of_100k_ms",)),
     Benchmark(
         "state",
@@ -111,6 +112,7 @@ TARGETS: dict[str, str] = {
     "throughput_ratio_c8_0ms": "≥ 0.90",
     "throughput_ratio_c8_150ms": "≥ 0.92",
     "throughput_http_proxy_ratio_c8_150ms": "≥ 0.92",
+    "throughput_deployment_ratio_c8_150ms": "≥ 0.92",
     "warm_trigger_to_action_ms": "≤ 300",
     "import_10k_profiles_s": "≤ 15",
     "reconcile_one_edit_ms": "≤ 200",
