@@ -25,6 +25,7 @@ FIGURE_NAMES: tuple[str, ...] = (
     "throughput_ratio_c8_0ms",
     "throughput_ratio_c8_150ms",
     "throughput_http_proxy_ratio_c8_150ms",
+    "throughput_socks5_proxy_ratio_c8_150ms",
     "throughput_deployment_ratio_c8_150ms",
     "cpu_ms_per_session",
     "cpu_per_session_ratio",

@@ -12,7 +12,11 @@ make `cpu_ms_per_session` (Fleetwright's, the bare script's as baseline, by proc
 
 from __future__ import annotations
 
+import contextlib
+import sys
 import time
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any, cast
 
 from playwright.async_api import async_playwright
@@ -34,6 +38,7 @@ CONFIGS: tuple[tuple[int, int], ...] = ((1, 0), (4, 0), (8, 0), (8, 150))
 FIGURES = (
     *(f"throughput_ratio_c{c}_{d}ms" for c, d in CONFIGS),
     "throughput_http_proxy_ratio_c8_150ms",
+    "throughput_socks5_proxy_ratio_c8_150ms",
     "cpu_ms_per_session",
     "cpu_per_session_ratio",
 )
@@ -128,13 +133,14 @@ async def run(bench: Bench) -> dict[str, Figure]:
                 "bare": _groups(cpu["b"]),
             },
         )
-    figures["throughput_http_proxy_ratio_c8_150ms"] = await _proxied(bench, meter)
+    figures["throughput_http_proxy_ratio_c8_150ms"] = await _proxied(bench, meter, "http")
+    figures["throughput_socks5_proxy_ratio_c8_150ms"] = await _proxied(bench, meter, "socks5")
     return figures
 
 
-async def _proxied_profiles(bench: Bench, proxy: Any, n: int) -> list[str]:
-    """`n` profiles with BENCH_FINGERPRINT and the HTTP proxy assigned (its password in its
-    Proxy block, as `fleetwright proxy add` keeps it)."""
+async def _proxied_profiles(bench: Bench, proxy: Any, prefix: str, n: int) -> list[str]:
+    """`n` profiles with BENCH_FINGERPRINT and `proxy` assigned (its password in its Proxy
+    block, as `fleetwright proxy add` keeps it)."""
     from sqlalchemy import select, update
 
     from fleetwright.catalogue.db import session_scope
@@ -142,11 +148,11 @@ async def _proxied_profiles(bench: Bench, proxy: Any, n: int) -> list[str]:
     from fleetwright.registry import add_proxy
     from fleetwright.specs import Fingerprint
 
-    profiles = bench.profiles(n, prefix="proxied")
-    await add_proxy(proxy.spec("bench-http"))
+    profiles = bench.profiles(n, prefix=prefix)
+    await add_proxy(proxy.spec(f"bench-{prefix}"))
     fingerprint = Fingerprint(**BENCH_FINGERPRINT).model_dump(mode="json")
     with session_scope() as s:
-        proxy_id = s.scalar(select(Proxy.id).where(Proxy.name == "bench-http"))
+        proxy_id = s.scalar(select(Proxy.id).where(Proxy.name == f"bench-{prefix}"))
         s.execute(
             update(Profile)
             .where(Profile.name.in_(profiles))
@@ -155,32 +161,82 @@ async def _proxied_profiles(bench: Bench, proxy: Any, n: int) -> list[str]:
     return profiles
 
 
-async def _proxied(bench: Bench, meter: CpuMeter) -> Figure:
-    """Both sides through the same tinyproxy with BasicAuth, with the same fingerprint."""
-    from fleetwright.testing.proxies import TinyProxy
+@contextlib.contextmanager
+def _socks_forwarder(bench: Bench, upstream: Any) -> Iterator[str]:
+    """The bare side's unauthenticated local SOCKS5 forwarder (`bench.socks_forward`), in a
+    process of its own as a user would run it; yields its proxy server URL."""
+    from fleetwright.processes import start_process, stop_process
+    from fleetwright.testing.proxies import free_port, wait_port
+
+    port = free_port()
+    env = {"FW_UPSTREAM_USER": upstream.username, "FW_UPSTREAM_PASSWORD": upstream.password}
+    proc = start_process(
+        [sys.executable, "-m", "bench.socks_forward", "--port", str(port),
+         "--upstream", f"127.0.0.1:{upstream.port}"],
+        env, log_path=bench.root / "logs" / "socks-forward.log",
+        cwd=Path(__file__).resolve().parents[1],
+    )  # fmt: skip
+    try:
+        wait_port(port)
+        yield f"socks5://127.0.0.1:{port}"
+    finally:
+        stop_process(proc, timeout=10)
+
+
+async def _exit_ip(url: str, options: dict[str, Any]) -> str:
+    """The address the site sees a bare context with `options` come from."""
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(**bare_launch_kwargs())
+        try:
+            context = await browser.new_context(**options)
+            page = await context.new_page()
+            response = await page.goto(f"{url}/ip")
+            body = await response.json() if response is not None else {}
+            return str(body.get("ip"))
+        finally:
+            await browser.close()
+
+
+async def _proxied(bench: Bench, meter: CpuMeter, kind: str) -> Figure:
+    """Both sides through the same proxy, with the same fingerprint: `http` (tinyproxy with
+    BasicAuth: both sides give Chromium the credentials) or `socks5` (microsocks with
+    username/password: Fleetwright through its own relay, the bare side through a local
+    unauthenticated forwarder)."""
+    from fleetwright.testing.proxies import MicroSocks, TinyProxy
 
     n = bench.sizes.throughput_sessions
     url = bench.site(150).url
-    with TinyProxy(username="bench", password="bench-proxy-pw", workdir=bench.root) as proxy:
-        profiles = await _proxied_profiles(bench, proxy, n)
-        options = bare_context_options(
-            {
+    with contextlib.ExitStack() as stack:
+        if kind == "http":
+            proxy: Any = stack.enter_context(
+                TinyProxy(username="bench", password="bench-proxy-pw", workdir=bench.root)
+            )
+            server = {
                 "server": f"http://127.0.0.1:{proxy.port}",
                 "username": proxy.username,
                 "password": proxy.password,
             }
-        )
+            exit_ip = "127.0.0.2"
+        else:
+            proxy = stack.enter_context(MicroSocks(username="bench", password="socks-pw"))
+            server = {"server": stack.enter_context(_socks_forwarder(bench, proxy))}
+            exit_ip = "127.0.0.3"
+        options = bare_context_options(server)
+        seen_ip = await _exit_ip(url, options)
+        if seen_ip != exit_ip:
+            raise RuntimeError(f"the bare side reached the site from {seen_ip}, not the proxy")
+        profiles = await _proxied_profiles(bench, proxy, f"proxied-{kind}", n)
         await fleetwright_run(profiles, 8, url)  # warm-up: every profile has a state
         cpu: dict[str, list[dict[str, float]]] = {"a": [], "b": []}
 
-        def proxied_requests() -> int:
-            return proxy.log_text().count("Request (file descriptor")
+        def proxied_requests() -> int:  # tinyproxy logs each request; microsocks does not
+            return proxy.log_text().count("Request (file descriptor") if kind == "http" else n
 
         async def fleet() -> float:
             before, seen = meter.sample(), proxied_requests()
             rate = per_minute(n, await fleetwright_run(profiles, 8, url))
             cpu["a"].append(_per_session(meter.sample().minus(before), n))
-            if proxied_requests() - seen < n:
+            if kind == "http" and proxied_requests() - seen < n:
                 raise RuntimeError("Fleetwright's sessions did not go through the proxy")
             return rate
 
@@ -188,11 +244,17 @@ async def _proxied(bench: Bench, meter: CpuMeter) -> Figure:
             before, seen = meter.sample(), proxied_requests()
             rate = per_minute(n, await bare_script(profiles, 8, url, context_options=options))
             cpu["b"].append(_per_session(meter.sample().minus(before), n))
-            if proxied_requests() - seen < n:
+            if kind == "http" and proxied_requests() - seen < n:
                 raise RuntimeError("the bare script's sessions did not go through the proxy")
             return rate
 
         sides = await alternate(bench.sizes.ab_rounds, {"a": fleet, "b": bare})
+    how = (
+        "tinyproxy, HTTP with BasicAuth, on loopback"
+        if kind == "http"
+        else "microsocks with username/password; Fleetwright through its SOCKS5 relay, the "
+        "bare script through bench.socks_forward (a local unauthenticated forwarder)"
+    )
     return ab_ratio(
         sides["a"],
         sides["b"],
@@ -203,7 +265,7 @@ async def _proxied(bench: Bench, meter: CpuMeter) -> Figure:
         concurrency=8,
         delay_ms=150,
         sessions_per_round=n,
-        proxy="tinyproxy, HTTP with BasicAuth, on loopback",
+        proxy=how,
         fingerprint=BENCH_FINGERPRINT,
         cpu_ms_per_session={"fleetwright": _groups(cpu["a"]), "bare": _groups(cpu["b"])},
     )
