@@ -7,6 +7,10 @@
   BrowserProfile block, a catalogue row, a Prefect event); baseline `python -c "import
   prefect.client.orchestration"`: importing the Prefect client, the floor of any command that
   writes a block.
+- `run_now_cli_ms`: `fleetwright run bench-login NAME --now --json` with the Prefect server and a
+  warm worker up, from exec to the result printed (the bench command on the 0 ms bench site);
+  baseline the same session submitted in process (`apply_async` → result back), the work the
+  command waits for.
 
 The samples alternate between the sides, so that load on the machine hits both alike.
 `profile_add_ms` also carries `phases`: the same work done step by step in a process of its
@@ -31,7 +35,7 @@ from bench.stats import Figure, summary
 
 __all__ = ["FIGURES", "run"]
 
-FIGURES = ("cli_help_ms", "cli_group_help_ms", "profile_add_ms")
+FIGURES = ("cli_help_ms", "cli_group_help_ms", "profile_add_ms", "run_now_cli_ms")
 
 
 def _exe(name: str) -> str:
@@ -163,4 +167,54 @@ async def run(bench: Bench) -> dict[str, Figure]:
         | {"name": "python -c 'import prefect.client.orchestration'"},
         phases=phases,
     )
+    figures["run_now_cli_ms"] = await _run_now(bench, fw, env, run_tag)
     return figures
+
+
+async def _in_process_session(name: str, command: object, base_url: str) -> float:
+    """Milliseconds from apply_async to the result back, in this (warm) process."""
+    from fleetwright.fleet.warm import session_result
+    from fleetwright.tasks.sessions import run_profile_session
+
+    t0 = time.perf_counter()
+    future = await asyncio.to_thread(
+        run_profile_session.apply_async,
+        args=(name, command),
+        kwargs={"params": {"base_url": base_url}, "fleet_run_id": "bench-cli-now"},
+    )
+    result = await session_result(future, timeout=300)
+    if result["status"] != "ok":
+        raise RuntimeError(f"warm session ended {result['status']}: {result.get('error')}")
+    return (time.perf_counter() - t0) * 1000
+
+
+async def _run_now(bench: Bench, fw: str, env: dict[str, str], run_tag: str) -> Figure:
+    from datetime import timedelta
+
+    from bench.workload import load_bench_command
+    from fleetwright.embedded.stack import stop_process
+    from fleetwright.fleet.warm import await_warm_worker
+
+    command = load_bench_command(bench.root / "commands")
+    site = bench.site(0)
+    [name] = bench.profiles(1, prefix=f"cli-now-{run_tag}")
+    worker = bench.start_warm_worker()
+    try:
+        await await_warm_worker(timeout=timedelta(seconds=120))
+        argv = [fw, "run", "bench-login", name, "--now", "--json", "-p", f"base_url={site.url}"]
+        await asyncio.to_thread(_timed, argv, env)  # warms the worker's browser
+        sides: dict[str, list[float]] = {"cli": [], "in_process": []}
+        for i in range(bench.sizes.cli_n):
+            for side in ("cli", "in_process") if i % 2 == 0 else ("in_process", "cli"):
+                if side == "cli":
+                    sides[side].append(await asyncio.to_thread(_timed, argv, env))
+                else:
+                    sides[side].append(await _in_process_session(name, command, site.url))
+    finally:
+        await asyncio.to_thread(stop_process, worker)
+    return summary(
+        sides["cli"],
+        "ms",
+        baseline=summary(sides["in_process"], "ms")
+        | {"name": "apply_async → result, in a warm process"},
+    )

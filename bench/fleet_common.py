@@ -12,13 +12,20 @@ from bench.workload import bare_session
 __all__ = ["alternate", "bare_fleet", "per_minute"]
 
 
-async def bare_fleet(browser: Any, base_url: str, profiles: list[str], concurrency: int) -> float:
+async def bare_fleet(
+    browser: Any,
+    base_url: str,
+    profiles: list[str],
+    concurrency: int,
+    *,
+    context_options: dict[str, Any] | None = None,
+) -> float:
     """Bare Playwright: every session in one shared browser, an asyncio semaphore; seconds."""
     sem = asyncio.Semaphore(concurrency)
 
     async def one(name: str) -> None:
         async with sem:
-            await bare_session(browser, base_url, name)
+            await bare_session(browser, base_url, name, context_options=context_options)
 
     t0 = time.perf_counter()
     await asyncio.gather(*(one(n) for n in profiles))

@@ -11,6 +11,7 @@ import contextlib
 import logging
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 import uuid
@@ -64,6 +65,8 @@ class Sizes:
     empty_task_n: int
     cli_n: int
     state_n: int
+    deployment_sessions: int
+    deployment_rounds: int
 
     @classmethod
     def for_mode(cls, mode: Mode) -> Sizes:
@@ -87,6 +90,8 @@ class Sizes:
                 empty_task_n=200,
                 cli_n=10,
                 state_n=20,
+                deployment_sessions=200,
+                deployment_rounds=5,
             )
         return cls(
             ab_rounds=1,
@@ -107,6 +112,8 @@ class Sizes:
             empty_task_n=10,
             cli_n=2,
             state_n=2,
+            deployment_sessions=3,
+            deployment_rounds=2,
         )
 
 
@@ -253,6 +260,10 @@ class Bench:
         proc = self._server.process if self._server is not None else None
         return proc.pid if proc is not None else None
 
+    def site_pids(self) -> list[int]:
+        """The processes of the bench sites started so far."""
+        return [pid for site in self._sites.values() if (pid := site.pid) is not None]
+
     def site(self, delay_ms: int = 0) -> SiteProcess:
         """The bench site answering every request after `delay_ms` (started once per delay),
         in a process of its own, as a real site is: served from a thread of the bench's
@@ -267,6 +278,24 @@ class Bench:
             )
             self._sites[delay_ms] = site.start()
         return self._sites[delay_ms]
+
+    def start_warm_worker(self, *, limit: int = 4) -> subprocess.Popen[bytes]:
+        """A warm worker (`deployments.warm_worker`) logging into the scratch folder; the caller
+        stops it (`fleetwright.embedded.stack.stop_process`)."""
+        from fleetwright.embedded.stack import PROJECT_DIR
+
+        log = open(self.root / "warm-worker.log", "ab")  # noqa: SIM115 - owned by the child
+        try:
+            argv = [sys.executable, "-m", "fleetwright.deployments.warm_worker"]
+            return subprocess.Popen(
+                [*argv, "--limit", str(limit)],
+                cwd=PROJECT_DIR,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        finally:
+            log.close()
 
     def profiles(
         self, count: int, *, prefix: str = "bench", state_mode: str = "storage"

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
-__all__ = ["machine_info"]
+__all__ = ["git_commit", "machine_info"]
 
 
 def _cpu_model() -> str:
@@ -51,6 +51,23 @@ def _chromium_version() -> str | None:
     except Exception:
         return None
     return out.strip() or None
+
+
+def git_commit() -> str | None:
+    """The checked-out commit (short), with "-dirty" when the work tree has changes."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    try:
+        sha = subprocess.run(
+            ["git", "-C", root, "rev-parse", "--short", "HEAD"],
+            capture_output=True, text=True, timeout=30, check=True,
+        ).stdout.strip()  # fmt: skip
+        dirty = subprocess.run(
+            ["git", "-C", root, "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True, text=True, timeout=30, check=True,
+        ).stdout.strip()  # fmt: skip
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return f"{sha}-dirty" if dirty else sha or None
 
 
 def machine_info() -> dict[str, Any]:

@@ -9,8 +9,6 @@ prefect.yaml on a process work pool, PREFECT_WORKER_QUERY_SECONDS=2, as `fleetwr
 from __future__ import annotations
 
 import asyncio
-import subprocess
-import sys
 import time
 import uuid
 from datetime import timedelta
@@ -20,7 +18,7 @@ from bench.harness import Bench
 from bench.probe import ProbeSite
 from bench.stats import Figure, summary
 from bench.workload import load_bench_command
-from fleetwright.embedded.stack import PROJECT_DIR, deploy_project, start_worker, stop_process
+from fleetwright.embedded.stack import deploy_project, start_worker, stop_process
 
 __all__ = ["FIGURES", "run"]
 
@@ -29,26 +27,12 @@ _WAIT = timedelta(seconds=120)
 _TERMINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
 
 
-def _start_warm_worker(bench: Bench) -> subprocess.Popen[bytes]:
-    log = open(bench.root / "warm-worker.log", "ab")  # noqa: SIM115 - owned by the child
-    try:
-        return subprocess.Popen(
-            [sys.executable, "-m", "fleetwright.deployments.warm_worker", "--limit", "4"],
-            cwd=PROJECT_DIR,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    finally:
-        log.close()
-
-
 async def _warm(bench: Bench, site: ProbeSite, profiles: list[str]) -> Figure:
-    from fleetwright.fleet.warm import await_warm_worker
+    from fleetwright.fleet.warm import await_warm_worker, session_result
     from fleetwright.tasks.sessions import run_profile_session
 
     command = load_bench_command(bench.root / "commands")
-    worker = _start_warm_worker(bench)
+    worker = bench.start_warm_worker()
     try:
         await await_warm_worker(timeout=timedelta(seconds=90))
         action_ms: list[float] = []
@@ -64,7 +48,7 @@ async def _warm(bench: Bench, site: ProbeSite, profiles: list[str]) -> Figure:
                     "fleet_run_id": f"bench-warm-{bench.run_id}",
                 },
             )
-            result = await future.result_async()
+            result = await session_result(future)
             done = time.perf_counter()
             if result["status"] != "ok":
                 raise RuntimeError(f"warm session ended {result['status']}: {result.get('error')}")

@@ -28,7 +28,9 @@ if TYPE_CHECKING:
 
 __all__ = [
     "BENCH_COMMAND",
+    "BENCH_FINGERPRINT",
     "FleetSession",
+    "bare_context_options",
     "bare_launch_kwargs",
     "bare_session",
     "bare_steps",
@@ -53,6 +55,33 @@ BENCH_COMMAND: dict[str, Any] = {
         {"extract": {"id": "who", "selector": "#who", "kind": "text"}},
     ],
 }
+
+
+#: The fingerprint both sides apply in the proxied variants (Fleetwright from the profile, bare
+#: Playwright as new_context options).
+BENCH_FINGERPRINT: dict[str, Any] = {
+    "user_agent": "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "Chrome/156.0.0.0 Safari/537.36",
+    "locale": "de-DE",
+    "timezone": "Europe/Berlin",
+    "viewport_width": 1366,
+    "viewport_height": 768,
+}
+
+
+def bare_context_options(proxy: dict[str, str] | None) -> dict[str, Any]:
+    """What a user passes to `new_context` for BENCH_FINGERPRINT and a proxy."""
+    fp = BENCH_FINGERPRINT
+    options: dict[str, Any] = {
+        "user_agent": fp["user_agent"],
+        "locale": fp["locale"],
+        "timezone_id": fp["timezone"],
+        "viewport": {"width": fp["viewport_width"], "height": fp["viewport_height"]},
+        "color_scheme": "light",
+    }
+    if proxy is not None:
+        options["proxy"] = proxy
+    return options
 
 
 def bench_command() -> CommandSpec:
@@ -82,9 +111,12 @@ async def bare_steps(page: Page, base_url: str, user: str) -> str:
     return text
 
 
-async def bare_session(browser: Browser, base_url: str, user: str) -> str:
-    """Bare Playwright's session: a new context in a shared browser, the steps, close."""
-    context = await browser.new_context()
+async def bare_session(
+    browser: Browser, base_url: str, user: str, *, context_options: dict[str, Any] | None = None
+) -> str:
+    """Bare Playwright's session: a new context in a shared browser (with `context_options`:
+    proxy, fingerprint), the steps, close."""
+    context = await browser.new_context(**(context_options or {}))
     try:
         page = await context.new_page()
         return await bare_steps(page, base_url, user)

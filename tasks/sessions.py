@@ -24,7 +24,6 @@ from prefect.tasks import exponential_backoff
 from fleetwright.browser import BrowserSession, ProxyConfig
 from fleetwright.commands import CommandResult, CommandSpec
 from fleetwright.errors import FleetwrightError
-from fleetwright.registry.events import emit
 from fleetwright.sessions import SessionEngine, SessionHandle, SessionRequest
 from fleetwright.sessions.engine import TraceMode
 from fleetwright.tasks.retries import retry_if_retryable
@@ -76,6 +75,10 @@ def _is_last_attempt(exc: FleetwrightError, attempt: int) -> bool:
 
 
 async def _emit_failed(request: SessionRequest, exc: FleetwrightError) -> None:
+    # imported here: the registry package pulls in every block class, which a process that only
+    # submits sessions (`run --now`) would otherwise pay for at start
+    from fleetwright.registry.events import emit
+
     result = getattr(exc, "session_result", None)
     await emit(
         "fleetwright.session.failed",

@@ -9,7 +9,6 @@ second. Each session is one `run-profile-session` task run (`apply_async`), visi
 from __future__ import annotations
 
 import asyncio
-import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -21,9 +20,16 @@ from fleetwright.fleet.plan import FleetPlan
 from fleetwright.fleet.runs import SessionRow
 
 if TYPE_CHECKING:
+    from prefect.client.schemas.objects import State
     from prefect.futures import PrefectDistributedFuture
 
-__all__ = ["WarmFleet", "astream_warm", "await_warm_worker", "warm_worker_count"]
+__all__ = [
+    "WarmFleet",
+    "astream_warm",
+    "await_warm_worker",
+    "session_result",
+    "warm_worker_count",
+]
 
 
 def _session_task() -> Any:
@@ -86,27 +92,58 @@ def _submit(
     )
 
 
-async def _result(
-    future: PrefectDistributedFuture[Any], *, patience: float = 30.0, timeout: float = 900.0
-) -> Any:
-    """The task's result; a task run read before its first state was set is read again.
+# How long one wait on the task-run event stream lasts before the task run is read from the API
+# instead: the first read comes quickly, later ones back off to _MAX_POLL seconds.
+_FIRST_POLL = 0.5
+_MAX_POLL = 2.0
+
+
+async def _final_state(task_run_id: uuid.UUID, *, timeout: float) -> State[Any]:
+    """The task run's final state: from Prefect's task-run event stream when its event arrives,
+    else from reading the task run, which this does every few seconds while it waits.
+
+    Prefect's own `result_async` waits on the event alone. Its subscription is made in the
+    background and backfills only events already persisted, and it ends for good if the server
+    closes the stream; a session that finished while the subscription was being made (a loaded
+    machine makes that window seconds long) or after the stream ended was never seen, and
+    `run --now` waited for its whole timeout although the task run was COMPLETED.
+    """
+    from prefect.client.orchestration import get_client
+    from prefect.task_runs import TaskRunWaiter
+
+    TaskRunWaiter.instance()  # subscribe before the first read, so the event is likelier seen
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    pause = _FIRST_POLL
+    async with get_client() as client:
+        while True:
+            task_run = await client.read_task_run(task_run_id)
+            if task_run.state is not None and task_run.state.is_final():
+                return task_run.state
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise TimeoutError(f"task run {task_run_id} did not finish within {timeout:.0f} s")
+            state = await TaskRunWaiter.wait_for_task_run(
+                task_run_id, timeout=min(pause, remaining)
+            )
+            if state is not None and state.is_final():
+                return state
+            pause = min(pause * 2, _MAX_POLL)
+
+
+async def session_result(future: PrefectDistributedFuture[Any], *, timeout: float = 900.0) -> Any:
+    """A submitted session's result (its exception raised if it failed), waited for safely.
 
     `timeout` bounds the wait: a task run a worker dropped (say, unreadable parameters) never
     finishes, and the caller gets a TimeoutError instead of waiting forever.
     """
-    deadline = time.monotonic() + patience
-    while True:
-        try:
-            return await future.result_async(timeout=timeout)
-        except RuntimeError as exc:
-            if "has no state" not in str(exc) or time.monotonic() > deadline:
-                raise
-            await asyncio.sleep(0.1)
+    state = await _final_state(future.task_run_id, timeout=timeout)
+    return await state.aresult(raise_on_failure=True)
 
 
 async def _outcome(name: str, future: PrefectDistributedFuture[Any]) -> SessionRow:
     try:
-        result = await _result(future)
+        result = await session_result(future)
     except FleetwrightError as exc:
         partial = getattr(exc, "session_result", None)
         return SessionRow(

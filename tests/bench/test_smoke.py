@@ -47,6 +47,35 @@ def test_stats_ratios_and_percentiles() -> None:
         ab_ratio([1.0], [], unit="ratio", a_name="a", b_name="b", a_unit="ms")
 
 
+def test_the_table_says_pass_fail_and_marks_figures_of_another_commit_stale() -> None:
+    from bench.report import markdown_table, verdict
+
+    assert verdict({"median": 250.0, "target": "≤ 300"}) == "pass"
+    assert verdict({"median": 0.91, "min": 0.9, "max": 0.95, "target": "≥ 0.92"}) == "fail"
+    straddling = {"median": 0.93, "min": 0.85, "max": 1.0, "rounds": [0.85, 0.93, 1.0],
+                  "target": "≥ 0.92"}  # fmt: skip
+    assert verdict(straddling) == "pass (rounds straddle)"
+    relative = {"median": 120.0, "baseline": {"median": 100.0}, "target": "≤ 1.10 × bare"}
+    assert verdict(relative) == "fail"
+    assert verdict({"median": 5.0}) == "" and verdict({"median": 1.0, "target": "—"}) == ""
+    results = {
+        "mode": "full", "commit": "abc1234", "sizes": {"cli_n": 10},
+        "machine": {"date": "d", "cpu_count": 2, "cpu_model": "x",
+                    "load_avg_at_start": [0.5, 0.4, 0.3]},
+        "figures": {
+            "cli_help_ms": {"median": 250.0, "unit": "ms", "target": "≤ 300",
+                            "commit": "abc1234"},
+            "profile_add_ms": {"median": 2000.0, "unit": "ms", "target": "≤ 1000",
+                               "commit": "0ld0001"},
+        },
+    }  # fmt: skip
+    table = markdown_table(results)
+    assert "commit abc1234" in table and "0.5 / 0.4 / 0.3" in table and "cli_n 10" in table
+    assert "| cli_help_ms | 250.0 |" in table and table.count("| pass |") == 1
+    assert "profile_add_ms (stale: measured at 0ld0001)" in table and "| fail |" in table
+    assert "cli_help_ms (stale: measured at abc1234)" in markdown_table(results, head="new9999")
+
+
 def test_bad_arguments_are_one_line_errors() -> None:
     proc = subprocess.run(
         [sys.executable, "-m", "bench", "--smoke", "--only", "nope"],
@@ -92,6 +121,10 @@ def test_smoke_run_writes_well_formed_results(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     results = json.loads((out / "latest.json").read_text())
     assert results["mode"] == "smoke"
+    assert results["commit"] and all(
+        f["commit"] == results["commit"] for f in results["figures"].values()
+    )
+    assert results["sizes"]["cli_n"] >= 1 and len(results["machine"]["load_avg_at_start"]) == 3
     machine = results["machine"]
     for key in ("cpu_count", "cpu_model", "memory_mb", "python", "playwright", "prefect",
                 "chromium", "date"):  # fmt: skip

@@ -179,3 +179,45 @@ def test_warm_worker_runs_sessions_and_streams_results(
     # (warm_trigger_to_action_ms, target p50 ≤ 1 s), not a test's
     assert len(latencies) == 5 and all(lat > 0 for lat in latencies), latencies
     print(f"warm trigger→first page action p50 {statistics.median(latencies) * 1000:.0f} ms")
+
+
+def test_result_is_read_when_the_task_run_event_is_missed(
+    hit_site: HitSite, warm_worker: subprocess.Popen[bytes], home: Path, tmp_path: Path
+) -> None:
+    """Prefect's task-run waiter sees a session's end only through its event stream; when that
+    stream has ended (the server closed it cleanly, or the event came before the subscription
+    and was not yet stored for its backfill) `run --now` waited out its whole timeout although
+    the task run was COMPLETED. The result must still arrive, read from the task run."""
+    from prefect.task_runs import TaskRunWaiter
+
+    from fleetwright.fleet.plan import plan_run
+    from fleetwright.fleet.warm import astream_warm, await_warm_worker
+
+    (tmp_path / "ping.yaml").write_text(COMMAND)
+    load_commands([tmp_path])
+    [name] = _profiles(1)
+    plan = plan_run("ping", profiles=[name], params={"base_url": hit_site.url})
+
+    waiter = TaskRunWaiter.instance()
+    consumer, loop = waiter._consumer_task, waiter._loop
+    assert consumer is not None and loop is not None
+    loop.call_soon_threadsafe(consumer.cancel)  # the stream is gone; the waiter still "started"
+    deadline = time.monotonic() + 10
+    while not consumer.done() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert consumer.done() and TaskRunWaiter.instance() is waiter
+
+    async def go() -> list[Any]:
+        await await_warm_worker(timeout=timedelta(seconds=60))
+        return [r async for r in astream_warm(plan, fleet_id="warm-missed-event")]
+
+    try:
+        started = time.monotonic()
+        rows = asyncio.run(asyncio.wait_for(go(), timeout=90))
+        waited = time.monotonic() - started
+    finally:
+        waiter.stop()
+    assert [(r.profile, r.status) for r in rows] == [(name, "ok")], rows
+    assert rows[0].outputs["who"]["text"] == name
+    assert len(hit_site.hits[name]) == 1
+    print(f"session read back without its event in {waited:.1f} s")

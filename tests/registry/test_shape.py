@@ -136,3 +136,30 @@ def test_migration_moves_a_pool_draw_to_the_binding(catalogue_url: str) -> None:
 def _fresh_engines() -> Any:
     yield
     dispose_engines()
+
+
+def test_head_revision_is_alembics_head_and_a_current_database_is_only_read(
+    catalogue_url: str,
+) -> None:
+    """The fast check (file names) names the head Alembic computes; a database at the head is
+    not migrated again, one behind it is."""
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    from fleetwright.catalogue.db import MIGRATIONS, head_revision
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    assert head_revision() == ScriptDirectory.from_config(cfg).get_current_head()
+    upgrade(catalogue_url, "0003")
+    dispose_engines()
+    assert upgrade(catalogue_url) == head_revision()  # migrated: 0003 -> head
+    engine = create_engine(catalogue_url)
+    with engine.begin() as conn:
+        assert conn.execute(text("select count(*) from webhook_deliveries")).scalar() == 0
+        conn.execute(text("update alembic_version set version_num = '0003'"))
+    engine.dispose()
+    dispose_engines()
+    # the stored revision is behind again: the fast path must not take it for current
+    with pytest.raises(Exception, match=r"already exists|DuplicateTable"):
+        upgrade(catalogue_url)
