@@ -34,7 +34,7 @@ def console_script() -> list[str]:
 def user_env(home: Path, port: int | None = None, **extra: str) -> dict[str, str]:
     """A user's shell: none of the calling process's Prefect or Fleetwright settings, a home
     of its own and, with `port`, its own Prefect and demo-site ports."""
-    from fleetwright.embedded.prefect_server import free_port
+    from fleetwright.testing.proxies import free_port
 
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "FLEETWRIGHT_"))}
     env.update(
