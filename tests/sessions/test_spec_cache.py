@@ -51,7 +51,8 @@ def test_a_second_claim_hits_and_a_write_invalidates(
     assert after.notes == "two" and after.tags == ["a", "b"]
     assert spec_cache.misses == 2
 
-    asyncio.run(add_proxy(validate_proxy({"name": "px", "host": "127.0.0.1", "port": 3128}), url=pg_url))
+    proxy = validate_proxy({"name": "px", "host": "127.0.0.1", "port": 3128})
+    asyncio.run(add_proxy(proxy, url=pg_url))
     asyncio.run(edit_profile("cached", {"proxy": "px"}, url=pg_url))
     assert _claim(pg_url, "cached").proxy == "px"
     asyncio.run(edit_profile("cached", {"status": "archived"}, url=pg_url))
@@ -62,7 +63,8 @@ def test_a_second_claim_hits_and_a_write_invalidates(
 _WRITER = """
 import asyncio, os, sys
 from fleetwright.registry import edit_profile
-asyncio.run(edit_profile("shared", {"notes": sys.argv[1]}, url=os.environ["FLEETWRIGHT_DATABASE_URL"]))
+url = os.environ["FLEETWRIGHT_DATABASE_URL"]
+asyncio.run(edit_profile("shared", {"notes": sys.argv[1]}, url=url))
 """
 
 
