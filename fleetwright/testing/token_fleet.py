@@ -33,7 +33,7 @@ def run_token_fleet(
     parallel: int = 2,
     seconds: float = 0.0,
     pause: float = 0.0,
-    timeout: float = 180.0,
+    timeout: float = 300.0,
 ) -> list[dict[str, int]]:
     """Run the fleet; each process's outcomes ({"ok": n, "<error>": n}), in start order.
 
@@ -66,7 +66,6 @@ def run_token_fleet(
                 proc.stdin.write(config + "\n")
                 proc.stdin.flush()
                 procs.append(proc)
-        deadline = time.monotonic() + timeout
         for proc in procs:
             assert proc.stdout is not None and proc.stderr is not None
             if proc.stdout.readline().strip() != "ready":
@@ -75,6 +74,7 @@ def run_token_fleet(
             assert proc.stdin is not None
             proc.stdin.write("go\n")
             proc.stdin.flush()
+        deadline = time.monotonic() + seconds + timeout
         results = []
         for proc in procs:
             out, err = proc.communicate(timeout=max(1.0, deadline - time.monotonic()))
