@@ -58,6 +58,7 @@ logger = logging.getLogger(__name__)
 KEY_PREFIX = "fleetwright:tokens"
 _SALT = b"fleetwright shared github tokens v1"
 _LOCAL = DEFAULT_CACHE_STRATEGY  # githubkit's per-process memory cache: the fallback
+_unshared: set[str] = set()  # OAuth accounts already logged as not shared
 
 
 def derive_fernet(secret: str, *, context: str) -> Fernet:
@@ -286,6 +287,9 @@ async def share_oauth_tokens(
         return False
     secret = block.client_secret.get_secret_value() if block.client_secret else fleet_secret
     if not secret:
+        if block.account in _unshared:
+            return False
+        _unshared.add(block.account)
         logger.info(
             "OAuth account %s has no client secret and FLEETWRIGHT_TOKEN_CACHE_SECRET is unset: "
             "its tokens are not shared",
