@@ -256,3 +256,22 @@ async def test_oauth_without_client_secret_uses_the_fleet_secret(
     assert app.refreshes == 1  # the second process took the first one's pair
     assert raw_redis.exists(oauth_key(_block(fields)))
     assert "fleet-wide secret" not in caplog.text
+
+
+async def test_a_failed_mint_holds_the_others_only_until_its_lock_expires(
+    fake_github: FakeGitHub, app_block: dict[str, Any], redis_url: str, raw_redis: redis.Redis
+) -> None:
+    fake_github.inject(500, body={"message": "boom"}, path_prefix="/app/installations")
+    first, second = (
+        Integrations.with_credentials(
+            _block(app_block), prefect_rate_limits=False, redis_url=redis_url
+        )
+        for _ in range(2)
+    )
+    with pytest.raises(Exception, match="500"):
+        await first.call("github.get_repo", {"repo": "octo/demo"})
+    began = time.monotonic()
+    assert (await second.call("github.get_repo", {"repo": "octo/demo"}))["full_name"]
+    waited = time.monotonic() - began
+    assert 8.0 <= waited <= 15.0  # the failed mint's 10 s lock, then a mint of its own
+    assert fake_github.installation_tokens_issued == 1
