@@ -93,6 +93,7 @@ BENCHMARKS: tuple[Benchmark, ...] = (
             for kind in ("save", "fetch")
         ),
     ),
+    Benchmark("tokens", "token_bench", ("token_mints_per_hour",)),
     Benchmark(
         "import",
         "import_bench",

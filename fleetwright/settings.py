@@ -62,7 +62,13 @@ class Settings(BaseSettings):
         "first start migrates the database: over 90 s on 2 busy cores).",
     )
     redis_url: str | None = Field(
-        default=None, description="Redis for state shared by workers (circuit breakers)."
+        default=None,
+        description="Redis for state shared by workers (circuit breakers, GitHub tokens).",
+    )
+    token_cache_secret: SecretStr | None = Field(
+        default=None,
+        description="Secret the key encrypting shared OAuth tokens in Redis is derived from, "
+        "for OAuth apps without a client secret; the same on every host.",
     )
     proxy_echo_url: str | None = Field(
         default=None, description="IP-echo URL for proxy probes; default the demo site's /ip."

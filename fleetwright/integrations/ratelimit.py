@@ -25,6 +25,7 @@ __all__ = [
     "delete_rate_limit",
     "ensure_rate_limit",
     "rate_limit_name",
+    "redis_client",
     "take_rate_limit",
 ]
 
@@ -136,7 +137,7 @@ class _Pacer:
 _redis_clients: dict[str, Any] = {}
 
 
-def _redis(url: str) -> Any:
+def redis_client(url: str) -> Any:
     """One redis.asyncio client per URL and event loop."""
     from redis.asyncio import Redis
 
@@ -149,7 +150,7 @@ def _redis(url: str) -> Any:
 
 async def _space_in_redis(url: str, key: str, spacing: timedelta) -> None:
     """Wait until no mutating call with this token happened in the last `spacing`, anywhere."""
-    client = _redis(url)
+    client = redis_client(url)
     name = f"fleetwright:github-mutation:{key}"
     millis = max(1, int(spacing.total_seconds() * 1000))
     while not await client.set(name, "1", nx=True, px=millis):

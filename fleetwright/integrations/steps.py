@@ -20,6 +20,7 @@ from fleetwright.integrations import github_api, openai_api
 from fleetwright.integrations.breaker import breaker_for
 from fleetwright.integrations.ratelimit import GitHubThrottler, take_rate_limit
 from fleetwright.integrations.services import Credentials, load_credentials
+from fleetwright.integrations.shared_tokens import share_oauth_tokens, shared_strategy_for
 from fleetwright.redaction import Scrubber, secret_values
 from fleetwright.settings import get_settings
 
@@ -80,7 +81,10 @@ class Integrations:
         timeout: timedelta = timedelta(seconds=30),
     ) -> None:
         self.resolver: Resolver = resolver or _catalogue_resolver
-        self.redis_url = redis_url if redis_url is not None else get_settings().redis_url
+        settings = get_settings()
+        self.redis_url = redis_url if redis_url is not None else settings.redis_url
+        secret = settings.token_cache_secret
+        self.token_cache_secret = secret.get_secret_value() if secret else None
         self.prefect_rate_limits = prefect_rate_limits
         self.require_rate_limit = require_rate_limit
         self.rate_limit_wait = rate_limit_wait
@@ -159,14 +163,21 @@ class Integrations:
         async def observe(response: Any) -> None:
             throttler.observe(response)
 
+        shared = shared_strategy_for(block, self.redis_url or None)
+        extra: dict[str, Any] = {"cache_strategy": shared} if shared is not None else {}
+
         async def run() -> dict[str, Any]:
             try:
+                await share_oauth_tokens(
+                    block, self.redis_url or None, fleet_secret=self.token_cache_secret
+                )
                 gh = block.get_client(
                     auto_retry=github_api.RateLimitRetry(max_wait=self.rate_limit_wait),
                     throttler=throttler,
                     async_event_hooks={"response": [observe]},
                     timeout=self.timeout.total_seconds(),
                     http_cache=False,
+                    **extra,
                 )
                 return await fn(gh, **args)
             except FleetwrightError as exc:

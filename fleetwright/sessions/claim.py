@@ -12,14 +12,14 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session, joinedload
+from sqlalchemy.orm import Session, joinedload, lazyload
 
 from fleetwright.browser.state import StateStore, StoredRef
 from fleetwright.catalogue.models import Profile
-from fleetwright.catalogue.shape import row_to_spec
 from fleetwright.errors import NotFoundError, ValidationError
 from fleetwright.proxies.pools import Failover, choose_proxy_for
 from fleetwright.sessions import lease as leases
+from fleetwright.sessions.spec_cache import spec_cache
 from fleetwright.specs import ProfileSpec
 
 __all__ = ["Claim", "claim_profile"]
@@ -59,13 +59,17 @@ def claim_profile(
     row = s.scalar(
         select(Profile)
         .where(Profile.name == name)
-        .options(joinedload(Profile.proxy), joinedload(Profile.proxy_pool))
+        .options(
+            joinedload(Profile.proxy),
+            joinedload(Profile.proxy_pool),
+            lazyload(Profile.tag_rows),  # read only when the cached spec is stale
+        )
     )
     if row is None:
         raise NotFoundError(f"unknown profile {name!r}; see `fleetwright profile list`")
     if row.status != "active":
         raise ValidationError(f"profile {name!r} is {row.status}; only active ones {purpose}")
-    claim = Claim(row.id, row_to_spec(row), taken=True)
+    claim = Claim(row.id, spec_cache.spec_for(row), taken=True)
     if take_lease and not leases.take(s, row.id, holder, ttl):
         claim.taken, claim.held_by = False, row.lease_holder
         return claim

@@ -137,6 +137,11 @@ class FakeGitHub(FakeServer):
         self.oauth_apps[app.client_id] = app
         return app
 
+    def grant_oauth(self, app: OAuthApp) -> dict[str, Any]:
+        """Issue an access/refresh pair for `app` as a finished sign-in would (its JSON body)."""
+        with self.lock:
+            return self._issue_oauth(app)
+
     def issue(self, full_name: str, number: int) -> dict[str, Any]:
         return self._repos[full_name.lower()].issues[number]
 
