@@ -42,6 +42,7 @@ FIGURE_NAMES: tuple[str, ...] = (
     "state_save_ms_object_persistent",
     "state_fetch_ms_object_persistent",
     "memory_mb_per_session",
+    "throughput_2hosts_over_1host",
     "prefect_empty_task_ms",
     "cli_help_ms",
     "cli_group_help_ms",

@@ -84,6 +84,7 @@ BENCHMARKS: tuple[Benchmark, ...] = (
             for kind in ("save", "fetch")
         ),
     ),
+    Benchmark("hosts", "hosts_bench", ("throughput_2hosts_over_1host",)),
     Benchmark(
         "import",
         "import_bench",

@@ -326,6 +326,7 @@ class Cluster:
         """Settings naming the central services by bridge address (hosts and this process)."""
         return {
             "PREFECT_API_URL": self.api_url,
+            "FLEETWRIGHT_PREFECT_API_URL": self.api_url,
             "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
             "PREFECT_LOGGING_TO_API_BATCH_INTERVAL": "0.5",
             "FLEETWRIGHT_DATABASE_URL": self.database_url,
