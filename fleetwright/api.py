@@ -30,6 +30,7 @@ from fleetwright.settings import apply_prefect_settings
 apply_prefect_settings()
 
 from fleetwright.commands.models import TraceMode  # noqa: E402 - after the settings
+from fleetwright.errors import ValidationError  # noqa: E402 - after the settings
 from fleetwright.fleet.deployments import RUN_COMMAND_DEPLOYMENT, asubmit_deployment  # noqa: E402
 from fleetwright.fleet.plan import FleetPlan, plan_run  # noqa: E402
 from fleetwright.fleet.runs import (  # noqa: E402
@@ -82,15 +83,17 @@ async def arun_command(
     deployment: str = RUN_COMMAND_DEPLOYMENT,
     timeout: timedelta | None = None,
     trace: TraceMode | None = None,
+    shards: int = 1,
 ) -> FleetRun:
     """Run `command` on the selected profiles; with `wait` (always for warm and local) the
-    FleetRun holds every session's outcome, otherwise just the submitted run's id."""
+    FleetRun holds every session's outcome, otherwise just the submitted run's id. `shards`
+    > 1 (deployment only) splits the run into child runs any worker, on any host, takes."""
     plan = plan_run(
         command, profiles=profiles, tags=tags, all_active=all_active, params=params, version=version
     )
     return await arun_plan(
         plan, concurrency=concurrency, via=via, wait=wait, deployment=deployment, timeout=timeout,
-        trace=trace,
+        trace=trace, shards=shards,
     )  # fmt: skip
 
 
@@ -103,9 +106,15 @@ async def arun_plan(
     deployment: str = RUN_COMMAND_DEPLOYMENT,
     timeout: timedelta | None = None,
     trace: TraceMode | None = None,
+    shards: int = 1,
 ) -> FleetRun:
     """Run an already checked plan (see plan_run) the chosen way. `trace` overrides the
     command's trace setting (off, on, on-failure, on-retry)."""
+    if shards < 1 or (shards > 1 and via != "deployment"):
+        raise ValidationError(
+            f"shards={shards}: a run splits into shards (2 or more) only through a deployment "
+            "(via='deployment'); use 1 otherwise"
+        )
     await aensure_prefect_api()
     if via == "warm":
         fleet_id = _new_fleet_id()
@@ -120,7 +129,10 @@ async def arun_plan(
         state: Any = await flow(**parameters, return_state=True)
         return await aread_fleet_run(str(state.state_details.flow_run_id))
     flow_run = await asubmit_deployment(
-        plan.flow_parameters(concurrency=concurrency, trace=trace), deployment=deployment
+        plan.flow_parameters(
+            concurrency=concurrency, trace=trace, shards=shards if shards > 1 else None
+        ),
+        deployment=deployment,
     )
     if not wait:
         return await aread_fleet_run(str(flow_run.id))
@@ -228,6 +240,7 @@ def run_command(
     deployment: str = RUN_COMMAND_DEPLOYMENT,
     timeout: timedelta | None = None,
     trace: TraceMode | None = None,
+    shards: int = 1,
 ) -> FleetRun:
     """Sync twin of arun_command."""
     result: FleetRun = _sync(
@@ -244,6 +257,7 @@ def run_command(
             deployment=deployment,
             timeout=timeout,
             trace=trace,
+            shards=shards,
         )
     )
     return result

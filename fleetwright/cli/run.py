@@ -35,7 +35,15 @@ def run(
     all_active: bool = typer.Option(False, "--all", help="Every active profile."),
     param: list[str] = typer.Option([], "--param", "-p", help="Command parameter k=v (repeat)."),
     version: str | None = typer.Option(None, "--version", help="Command version (default latest)."),
-    concurrency: int = typer.Option(4, "--concurrency", "-c", min=1, help="Sessions at once."),
+    concurrency: int = typer.Option(
+        4, "--concurrency", "-c", min=1, help="Sessions at once (per shard with --shards)."
+    ),
+    shards: int = typer.Option(
+        1,
+        "--shards",
+        min=1,
+        help="Split the run into N child runs that any worker, on any host, takes.",
+    ),
     wait: bool = typer.Option(False, "--wait", "-w", help="Follow the run and show a summary."),
     now: bool = typer.Option(False, "--now", help="Run on warm workers (`worker start`)."),
     local: bool = typer.Option(False, "--local", help="Run the flow in this process."),
@@ -57,6 +65,10 @@ def run(
 
     if now and local:
         raise ValidationError("--now and --local exclude each other; pick one")
+    if shards > 1 and (now or local):
+        raise ValidationError(
+            "--shards splits a run over the deployment's workers; drop --now/--local"
+        )
     modes = get_args(TraceMode)
     if trace is not None and trace not in modes:
         raise ValidationError(f"--trace {trace!r} is not one of {', '.join(modes)}")
@@ -75,7 +87,13 @@ def run(
     else:
         code = asyncio.run(
             _run_deployment(
-                plan, deployment, concurrency=concurrency, wait=wait, as_json=as_json, trace=trace
+                plan,
+                deployment,
+                concurrency=concurrency,
+                wait=wait,
+                as_json=as_json,
+                trace=trace,
+                shards=shards,
             )
         )
     raise typer.Exit(code)
@@ -190,11 +208,15 @@ async def _run_deployment(
     wait: bool,
     as_json: bool,
     trace: str | None = None,
+    shards: int = 1,
 ) -> int:
     from fleetwright.fleet.deployments import asubmit_deployment, flow_run_url
 
     flow_run = await asubmit_deployment(
-        plan.flow_parameters(concurrency=concurrency, trace=trace), deployment=deployment
+        plan.flow_parameters(
+            concurrency=concurrency, trace=trace, shards=shards if shards > 1 else None
+        ),
+        deployment=deployment,
     )
     if not wait:
         if as_json:

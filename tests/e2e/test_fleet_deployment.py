@@ -318,3 +318,137 @@ def test_run_wait_follows_a_deployment_run(
     print(
         f"process worker: trigger → first session start {(first - triggered).total_seconds():.2f}s"
     )
+
+
+# --- sharded fleet runs -----------------------------------------------------------------------
+
+
+def test_split_gives_every_name_once_in_near_equal_parts() -> None:
+    from fleetwright.errors import ValidationError
+    from fleetwright.fleet.shards import split
+
+    names = [f"p{i}" for i in range(10)]
+    parts = split(names, 3)
+    assert [len(p) for p in parts] == [4, 3, 3]
+    assert [n for p in parts for n in p] == names
+    assert split(names[:2], 5) == [["p0"], ["p1"]]  # never an empty shard
+    assert split([], 3) == []
+    with pytest.raises(ValidationError, match="shards must be 1 or more"):
+        split(names, 0)
+
+
+async def _children(parent_id: str) -> list[Any]:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterParentFlowRunId
+
+    async with get_client() as client:
+        return list(
+            await client.read_flow_runs(
+                flow_run_filter=FlowRunFilter(
+                    parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[uuid.UUID(parent_id)])
+                )
+            )
+        )
+
+
+def _ok_rows(names: list[str]) -> list[Run]:
+    with session_scope() as s:
+        return list(
+            s.scalars(select(Run).where(Run.profile_name.in_(names), Run.status == "ok")).all()
+        )
+
+
+def test_sharded_run_splits_over_the_workers_and_adds_up(
+    stack: Stack, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from fleetwright.cli.main import main
+
+    names = _profiles("shard", 7, "shard")
+    capsys.readouterr()
+    try:
+        main(
+            ["run", "demo", "--tag", "shard", "-p", f"base_url={stack.site.url}", "--shards", "3",
+             "--concurrency", "2", "--wait", "--json"]
+        )  # fmt: skip
+        code: object = 0
+    except SystemExit as exc:
+        code = exc.code
+    out = capsys.readouterr().out
+    assert code == 0, out
+    data = json.loads(out[out.index("{") :])
+    assert (data["state"], data["ok"], data["failed"]) == ("COMPLETED", 7, 0)
+    assert [s["profile"] for s in data["sessions"]] == names
+    children = asyncio.run(_children(data["id"]))
+    assert len(children) == 3
+    assert sorted(len(c.parameters["profiles"]) for c in children) == [2, 2, 3]
+    assert all(c.state and c.state.type.value == "COMPLETED" for c in children)
+    assert {c.parameters["fleet_key"] for c in children} == {data["id"]}
+    ok = _ok_rows(names)
+    assert sorted(r.profile_name for r in ok) == names  # each profile once
+    assert {r.flow_run_id for r in ok} == {str(c.id) for c in children}  # sessions ran in shards
+
+
+def test_sharded_run_bad_input_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    from fleetwright.cli.main import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["run", "demo", "--tag", "x", "--shards", "2", "--now"])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert "--shards splits a run over the deployment's workers" in err
+    assert "Traceback" not in err
+
+
+def _kill_flow_run(flow_run_id: str) -> None:
+    procs = _flow_processes(flow_run_id)
+    assert procs, f"no process runs flow run {flow_run_id}"
+    for proc in procs:
+        if proc.parent() is None or proc.parent().pid not in {p.pid for p in procs}:
+            os.kill(proc.pid, signal.SIGKILL)
+
+
+def test_sharded_run_survives_its_parent_and_a_shard_dying(stack: Stack) -> None:
+    """SIGKILL one shard mid-way, then the parent: the Crashed trigger resumes both; the
+    resumed parent adopts the shards (starts none again) and follows the crashed shard to the
+    run resuming it; every profile ends ok exactly once."""
+    from fleetwright.api import get_run, run_command
+
+    names = _profiles("shardk", 8, "shardk")
+    fleet = run_command(
+        "slow-visit", tags=["shardk"], params={"base_url": stack.site.url}, concurrency=1,
+        shards=2, wait=False,
+    )  # fmt: skip
+    parent = fleet.id
+    deadline = time.monotonic() + 180
+    while True:
+        children = asyncio.run(_children(parent))
+        ids = [str(c.id) for c in children]
+        with session_scope() as s:
+            done = s.scalars(
+                select(Run.flow_run_id).where(Run.flow_run_id.in_(ids), Run.status == "ok")
+            ).all()
+        if len(children) == 2 and len(set(done)) == 2:
+            break  # both shards are under way
+        assert time.monotonic() < deadline, "the shards did not get going"
+        time.sleep(0.3)
+    victim = ids[0]
+    _kill_flow_run(victim)
+    assert asyncio.run(_wait_state(victim, {"CRASHED"}, 60)) == "CRASHED"
+    _kill_flow_run(parent)
+    assert asyncio.run(_wait_state(parent, {"CRASHED"}, 60)) == "CRASHED"
+
+    resumed_parent = asyncio.run(_resumed_run(parent, 60))
+    resumed_shard = asyncio.run(_resumed_run(victim, 60))
+    final = asyncio.run(
+        _wait_state(str(resumed_parent.id), {"COMPLETED", "FAILED", "CRASHED"}, 300)
+    )
+    assert final == "COMPLETED", final
+    assert asyncio.run(_children(str(resumed_parent.id))) == []  # it adopted, started none
+    ok = _ok_rows(names)
+    assert sorted(r.profile_name for r in ok) == names  # every profile ok exactly once
+    assert str(resumed_shard.id) in {r.flow_run_id for r in ok}
+    summary = get_run(str(resumed_parent.id))
+    assert (summary.ok, summary.failed) == (8, 0), summary.sessions
+    with session_scope() as s:
+        leases = s.scalars(select(Profile.lease_holder).where(Profile.name.in_(names))).all()
+    assert all(holder is None for holder in leases)
