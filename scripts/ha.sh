@@ -146,8 +146,11 @@ write_nginx_conf() {
     /access_log / { sub(/\/var\/log\/nginx/, logs) }
     { print }
   ' deploy/nginx/nginx.conf | sed 's/\\n/\n/g' > "$DIR/nginx/nginx.conf"
-  # Temp files under our folder, readable by nginx's unprivileged worker user.
-  sed -i "s|^http {|http {\n    client_body_temp_path $DIR/nginx/temp/body;\n    proxy_temp_path $DIR/nginx/temp/proxy;\n    fastcgi_temp_path $DIR/nginx/temp/fastcgi;\n    uwsgi_temp_path $DIR/nginx/temp/uwsgi;\n    scgi_temp_path $DIR/nginx/temp/scgi;|" "$DIR/nginx/nginx.conf"
+  # Temp files under our folder. nginx's worker runs as an unprivileged user, which cannot
+  # enter a private folder (a 0700 home or temp dir): request bodies (up to the 64 MB limit)
+  # stay in memory and responses are not spooled to files, or any request body over 16 KB (a
+  # fleet run's summary table artifact) would get a 500 from nginx.
+  sed -i "s|^http {|http {\n    client_body_buffer_size 64m;\n    proxy_max_temp_file_size 0;\n    client_body_temp_path $DIR/nginx/temp/body;\n    proxy_temp_path $DIR/nginx/temp/proxy;\n    fastcgi_temp_path $DIR/nginx/temp/fastcgi;\n    uwsgi_temp_path $DIR/nginx/temp/uwsgi;\n    scgi_temp_path $DIR/nginx/temp/scgi;|" "$DIR/nginx/nginx.conf"
 }
 
 up() {

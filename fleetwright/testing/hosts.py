@@ -183,6 +183,8 @@ class Host:
             PREFECT_WORKER_QUERY_SECONDS=str(self.cluster.query_seconds),
             PREFECT_WORKER_PREFETCH_SECONDS="5",
             PREFECT_FLOWS_HEARTBEAT_FREQUENCY="30",
+            # one shared Chromium per flow-run process: hosts share this machine's cores
+            FLEETWRIGHT_BROWSERS_PER_WORKER="1",
             FLEETWRIGHT_PROJECT_DIR=str(_project_dir()),
         )
         return env
@@ -194,14 +196,17 @@ class Host:
             env=self.env(), capture_output=True, text=True, timeout=timeout, check=False,
         )  # fmt: skip
 
-    def start_worker(self, *, timeout: float = 120) -> None:
-        """A Prefect process worker in this namespace for the pool, its queue and `default`."""
+    def start_worker(self, *, limit: int | None = None, timeout: float = 120) -> None:
+        """A Prefect process worker in this namespace for the pool, its queue and `default`;
+        `limit`: at most that many flow runs at once (the worker's --limit)."""
         if self.worker is not None and self.worker.poll() is None:
             return
         cmd = ["ip", "netns", "exec", self.netns, sys.executable, "-m", "prefect", "worker",
                "start", "--pool", self.cluster.pool, "--type", "process",
                "--work-queue", self.queue, "--work-queue", "default",
                "--name", f"{self.netns}-worker"]  # fmt: skip
+        if limit is not None:
+            cmd += ["--limit", str(limit)]
         self.worker = _spawn(cmd, self.env(), self.log, cwd=_project_dir())
         self.cluster.wait_worker(f"{self.netns}-worker", self.worker, self.log, timeout=timeout)
 
@@ -254,6 +259,22 @@ from fleetwright.embedded.stack import deploy_project, ensure_work_pool
 asyncio.run(ensure_work_pool(sys.argv[1]))
 deploy_project({}, names=["run-command", "run-command-resume"])
 asyncio.run(ensure_heartbeat_automation())
+
+
+async def queues(pool, names):
+    # a worker polling a queue that does not exist gets nothing from any of its queues
+    from prefect.client.orchestration import get_client
+    from prefect.exceptions import ObjectAlreadyExists
+
+    async with get_client() as client:
+        for name in names:
+            try:
+                await client.create_work_queue(name=name, work_pool_name=pool)
+            except ObjectAlreadyExists:
+                pass
+
+
+asyncio.run(queues(sys.argv[1], sys.argv[2:]))
 """
 
 
@@ -396,11 +417,12 @@ class Cluster:
 
     def _deploy(self) -> None:
         """The work pool, run-command and run-command-resume from prefect.yaml, and the
-        heartbeat automation, as `fleetwright up` deploys them."""
+        heartbeat automation, as `fleetwright up` deploys them; a work queue per host."""
         host = next(iter(self.hosts.values()))
         env = {**host.env(), "FLEETWRIGHT_HOME": str(self.dir / "deployer")}
         done = subprocess.run(
-            [sys.executable, "-c", _DEPLOY, self.pool], env=env, capture_output=True, text=True,
+            [sys.executable, "-c", _DEPLOY, self.pool, *(h.queue for h in self.hosts.values())],
+            env=env, capture_output=True, text=True,
             timeout=300, check=False, cwd=_project_dir(),
         )  # fmt: skip
         if done.returncode != 0:

@@ -272,6 +272,42 @@ def test_api_server_killed_mid_run_finishes_through_the_other(both_workers: Clus
     assert "api-1: stopped" in status.stdout and "api-2: running" in status.stdout
 
 
+def test_sharded_fleet_of_200_completes_across_both_hosts(cluster: Cluster) -> None:
+    """run-command with shards=2 (the parameters `run_command(..., shards=2, concurrency=4)`
+    submits): the parent splits the selection into two child runs of the deployment, which
+    the workers of both hosts take from the pool's default queue."""
+    a, b = cluster.hosts["a"], cluster.hosts["b"]
+    # The parent goes to host a, which then has room for one shard: the other is host b's.
+    for host, limit in ((a, 2), (b, 1)):
+        host.stop_worker()
+        host.start_worker(limit=limit)
+    names = _profiles("fleet", 200)
+    started = time.monotonic()
+    parent = fleet(cluster, "host-visit", names, a.queue, concurrency=4, shards=2)
+    finish(parent, 600)
+    took = time.monotonic() - started
+    from fleetwright.catalogue.db import session_scope
+    from fleetwright.catalogue.models import Run
+
+    with session_scope() as s:
+        found = list(s.scalars(select(Run).where(Run.profile_name.in_(names))).all())
+        for r in found:
+            s.expunge(r)
+    assert_exactly_once(names, found)
+    assert {r.status for r in found} == {"ok"}
+    shards = {r.flow_run_id for r in found}
+    assert len(shards) == 2 and parent not in shards
+    by_shard = {sid: {client_of(r) for r in found if r.flow_run_id == sid} for sid in shards}
+    assert sorted(next(iter(v)) for v in by_shard.values()) == [a.address, b.address], by_shard
+    assert all(len(v) == 1 for v in by_shard.values()), by_shard
+    counts = sorted(sum(1 for r in found if r.flow_run_id == sid) for sid in shards)
+    assert counts == [100, 100]
+    ended = max(r.ended_at for r in found if r.ended_at is not None)
+    begun = min(r.started_at for r in found)
+    rate = len(found) / (ended - begun).total_seconds() * 60
+    print(f"200 profiles in 2 shards: {took:.0f}s end to end, {rate:.0f} sessions/min")
+
+
 def test_namespace_probe_reports_a_reason_when_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     """Without `ip` the harness says why instead of failing half-way."""
     monkeypatch.setenv("PATH", str(Path("/nonexistent")))
