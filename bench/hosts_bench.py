@@ -108,7 +108,7 @@ def _run(bench: Bench) -> dict[str, Figure]:
     refused = namespaces_refused()
     if refused:
         raise RuntimeError(f"needs Linux network namespaces: {refused}")
-    n = 120 if bench.mode == "full" else 16
+    n = 80 if bench.mode == "full" else 16
     rounds = 2 if bench.mode == "full" else 1
     one: list[float] = []
     two: list[float] = []
