@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import shutil
 import signal
@@ -400,6 +401,7 @@ class Cluster:
         self._create_database()
         from moto.server import ThreadedMotoServer
 
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)  # a line per S3 request
         self._s3 = ThreadedMotoServer(ip_address=self.address, port=self.s3_port, verbose=False)
         self._s3.start()
         from fleetwright.testing.site import SiteServer

@@ -4,7 +4,8 @@ nginx, Redis, Postgres, an S3 server, the demo site) over a bridge by address on
 
 A profile's state saved on host A is read on host B; an API server killed mid-run, the
 stack's Redis restarted mid-run and host A SIGKILLed mid-run (its worker and every process
-it started) each leave every profile with exactly one `ok` run row.
+it started) each leave every profile with exactly one `ok` run row; a fleet run of 200
+profiles in two shards runs one shard on each host.
 """
 
 from __future__ import annotations
