@@ -6,13 +6,16 @@ forwarder, an S3 server, the demo site) and two hosts in network namespaces. The
 split in two halves on hosts a and b at once. Sessions per minute are counted from the first
 session's start to the last one's end (catalogue run rows), so worker pick-up is left out.
 Both hosts share this machine's cores: the ratio says what a second host adds when the CPU is
-already the limit, and the CPU seconds per session (the whole machine's busy time over the
-span, divided by the sessions) say how much a host of its own would need.
+already the limit, and the CPU seconds per session say how much a host of its own would
+need. CPU per session is given twice: the hosts' own processes (worker, flow runs, Chromium;
+sampled) and the whole machine's busy time, which also counts the central stack and anything
+else running.
 """
 
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 import uuid
 from typing import Any
@@ -36,6 +39,56 @@ steps:
   - goto: "{{ params.base_url }}/"
   - extract: {id: links, selector: "#links", kind: text}
 """
+
+
+class HostCpu:
+    """CPU seconds used by every process in the hosts' namespaces (worker, flow runs,
+    Chromium), sampled every 0.25 s: the last moments of a process that exits between two
+    samples are not counted."""
+
+    def __init__(self, hosts: list[Any]) -> None:
+        self.hosts = hosts
+        self.seen: dict[tuple[int, float], float] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            for host in self.hosts:
+                for pid in host.pids():
+                    try:
+                        proc = psutil.Process(pid)
+                        t = proc.cpu_times()
+                        key = (pid, proc.create_time())
+                    except psutil.Error:
+                        continue
+                    self.seen[key] = float(t.user + t.system)
+            self._stop.wait(0.25)
+
+    def __enter__(self) -> HostCpu:
+        self.start_total = self._total_now()
+        self._thread.start()
+        return self
+
+    def _total_now(self) -> float:
+        total = 0.0
+        for host in self.hosts:
+            for pid in host.pids():
+                try:
+                    t = psutil.Process(pid).cpu_times()
+                except psutil.Error:
+                    continue
+                total += float(t.user + t.system)
+        return total
+
+    def __exit__(self, *_exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    @property
+    def seconds(self) -> float:
+        """CPU seconds used while the sampler ran (what the workers had used before, minus)."""
+        return sum(self.seen.values()) - self.start_total
 
 
 def _busy_seconds() -> float:
@@ -76,24 +129,30 @@ def _span(run_ids: list[str]) -> tuple[int, float]:
     return len(ok), (end - start).total_seconds()
 
 
-def _fleet(cluster: Any, names: list[str], queues: list[str]) -> tuple[float, float]:
-    """Run `names` split over `queues` (one flow run each); (sessions/min, CPU s/session)."""
+def _fleet(cluster: Any, names: list[str], queues: list[str]) -> tuple[float, float, float]:
+    """Run `names` split over `queues` (one flow run each); (sessions/min, the hosts' CPU
+    s/session, the whole machine's busy CPU s/session)."""
     parts = [names[i :: len(queues)] for i in range(len(queues))]
-    busy = _busy_seconds()
     params = {"command": "bench-host-visit", "tags": [], "concurrency": 4,
               "params": {"base_url": cluster.site_url}}  # fmt: skip
-    ids = [
-        cluster.submit({**params, "profiles": part}, queue=queue)
-        for part, queue in zip(parts, queues, strict=True)
-    ]
-    states = asyncio.run(_final(ids, 900))
+    busy = _busy_seconds()
+    with HostCpu(list(cluster.hosts.values())) as sampler:
+        ids = [
+            cluster.submit({**params, "profiles": part}, queue=queue)
+            for part, queue in zip(parts, queues, strict=True)
+        ]
+        states = asyncio.run(_final(ids, 900))
     cpu = _busy_seconds() - busy
     if set(states) != {"COMPLETED"}:
         raise RuntimeError(f"fleet runs ended {states}")
     ok, seconds = _span(ids)
     if ok != len(names):
         raise RuntimeError(f"{ok} of {len(names)} sessions ok")
-    return ok / seconds * 60, cpu / ok
+    return ok / seconds * 60, sampler.seconds / ok, cpu / ok
+
+
+def _mean(values: list[float]) -> float:
+    return round(sum(values) / len(values), 4)
 
 
 async def run(bench: Bench) -> dict[str, Figure]:
@@ -114,6 +173,8 @@ def _run(bench: Bench) -> dict[str, Figure]:
     two: list[float] = []
     cpu_one: list[float] = []
     cpu_two: list[float] = []
+    machine_one: list[float] = []
+    machine_two: list[float] = []
     with Cluster(bench.root / "hosts") as cluster, cluster.use():
         commands = bench.root / "hosts-commands"
         commands.mkdir()
@@ -128,17 +189,21 @@ def _run(bench: Bench) -> dict[str, Figure]:
             if report.errors:
                 raise RuntimeError(f"importing profiles: {report.errors[:3]}")
             names = [str(d["name"]) for _, d in items]
-            rate, cpu = _fleet(cluster, names, [a.queue])
+            rate, cpu, machine = _fleet(cluster, names, [a.queue])
             one.append(rate)
             cpu_one.append(cpu)
-            rate, cpu = _fleet(cluster, names, [a.queue, b.queue])
+            machine_one.append(machine)
+            rate, cpu, machine = _fleet(cluster, names, [a.queue, b.queue])
             two.append(rate)
             cpu_two.append(cpu)
+            machine_two.append(machine)
     fig = ab_ratio(
         two, one, unit="x", a_name="2 hosts", b_name="1 host", a_unit="sessions/min",
         sessions=n, concurrency_per_host=4,
-        cpu_s_per_session_1host=round(sum(cpu_one) / len(cpu_one), 4),
-        cpu_s_per_session_2hosts=round(sum(cpu_two) / len(cpu_two), 4),
+        cpu_s_per_session_1host=_mean(cpu_one),
+        cpu_s_per_session_2hosts=_mean(cpu_two),
+        machine_busy_cpu_s_per_session_1host=_mean(machine_one),
+        machine_busy_cpu_s_per_session_2hosts=_mean(machine_two),
         cores=psutil.cpu_count(),
     )  # fmt: skip
     return {"throughput_2hosts_over_1host": fig}
