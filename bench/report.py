@@ -50,6 +50,7 @@ FIGURE_NAMES: tuple[str, ...] = (
     "state_fetch_ms_object_persistent",
     "memory_mb_per_session",
     "token_mints_per_hour",
+    "throughput_2hosts_over_1host",
     "prefect_empty_task_ms",
     "cli_help_ms",
     "cli_group_help_ms",

@@ -94,6 +94,7 @@ BENCHMARKS: tuple[Benchmark, ...] = (
         ),
     ),
     Benchmark("tokens", "token_bench", ("token_mints_per_hour",)),
+    Benchmark("hosts", "hosts_bench", ("throughput_2hosts_over_1host",)),
     Benchmark(
         "import",
         "import_bench",

@@ -13,7 +13,10 @@
 # Settings (environment):
 #   FLEETWRIGHT_HA_DIR        folder for pid files, logs and the nginx config
 #                             (default ~/.fleetwright/ha)
-#   FLEETWRIGHT_HA_PORT       balancer port (default 4300); API and UI at http://127.0.0.1:PORT
+#   FLEETWRIGHT_HA_PORT       balancer port (default 4300); API and UI at http://LISTEN:PORT
+#   FLEETWRIGHT_HA_LISTEN     address the balancer listens on (default 127.0.0.1; e.g. a bridge
+#                             address so worker hosts on that network reach it). The API servers
+#                             always listen on loopback, behind the balancer.
 #   FLEETWRIGHT_HA_API_PORTS  the API servers' ports (default "4301 4302")
 #   FLEETWRIGHT_HA_PG         PostgreSQL server (default postgresql://root@127.0.0.1:5432)
 #   FLEETWRIGHT_HA_DATABASE   the stack's own database (default fleetwright_ha)
@@ -26,6 +29,7 @@ source scripts/lib.sh
 
 DIR=${FLEETWRIGHT_HA_DIR:-${FLEETWRIGHT_HOME:-$HOME/.fleetwright}/ha}
 LB_PORT=${FLEETWRIGHT_HA_PORT:-4300}
+LISTEN=${FLEETWRIGHT_HA_LISTEN:-127.0.0.1}
 read -r -a API_PORTS <<< "${FLEETWRIGHT_HA_API_PORTS:-4301 4302}"
 PG=${FLEETWRIGHT_HA_PG:-postgresql://root@127.0.0.1:5432}
 DB=${FLEETWRIGHT_HA_DATABASE:-fleetwright_ha}
@@ -39,6 +43,10 @@ bad() { echo "ha: $*" >&2; exit 2; }
 
 [[ $DB =~ ^[a-z_][a-z0-9_]*$ ]] || bad "FLEETWRIGHT_HA_DATABASE must be a plain lower-case name, not '$DB'"
 [[ $REDIS_DB =~ ^[0-9]+$ ]] || bad "FLEETWRIGHT_HA_REDIS_DB must be a number, not '$REDIS_DB'"
+[[ $LISTEN =~ ^[0-9]{1,3}(\.[0-9]{1,3}){3}$ ]] || bad "FLEETWRIGHT_HA_LISTEN must be an IPv4 address, not '$LISTEN'"
+# The address clients use: the listen address, or loopback when listening on every address.
+LB_HOST=$LISTEN
+[ "$LB_HOST" = 0.0.0.0 ] && LB_HOST=127.0.0.1
 [ ${#API_PORTS[@]} -ge 2 ] || bad "FLEETWRIGHT_HA_API_PORTS needs at least two ports"
 
 # The environment every Prefect process of the stack shares (Prefect's self-hosting guide).
@@ -58,8 +66,8 @@ prefect_env() {
   export PREFECT_SERVER_DOCKET_URL="redis://$REDIS/$((REDIS_DB + 1))"
   export PREFECT_SERVER_DOCKET_NAME="fleetwright-ha-$DB"
   export PREFECT_SERVER_ANALYTICS_ENABLED=false
-  export PREFECT_SERVER_UI_API_URL="http://127.0.0.1:$LB_PORT/api"
-  export PREFECT_API_URL="http://127.0.0.1:$LB_PORT/api"
+  export PREFECT_SERVER_UI_API_URL="http://$LB_HOST:$LB_PORT/api"
+  export PREFECT_API_URL="http://$LB_HOST:$LB_PORT/api"
   export PREFECT_SERVER_LOGGING_LEVEL=WARNING
 }
 
@@ -88,12 +96,13 @@ stop_group() {
   rm -f "$f"
 }
 
-healthy() { curl -fsS --max-time 5 "http://127.0.0.1:$1/api/health" >/dev/null 2>&1; }
+# healthy PORT [HOST]: /api/health answers (HOST default loopback, where the API servers listen)
+healthy() { curl -fsS --max-time 5 "http://${2:-127.0.0.1}:$1/api/health" >/dev/null 2>&1; }
 
 wait_healthy() {
-  local name=$1 port=$2
+  local name=$1 port=$2 host=${3:-127.0.0.1}
   for _ in $(seq 240); do
-    healthy "$port" && return 0
+    healthy "$port" "$host" && return 0
     alive "$name" || { tail -n 30 "$DIR/logs/$name.log" >&2; die "$name exited (log $DIR/logs/$name.log)"; }
     sleep 1
   done
@@ -130,15 +139,18 @@ write_nginx_conf() {
     servers+="        server 127.0.0.1:${API_PORTS[$i]} max_fails=1 fail_timeout=10s;\n"
   done
   mkdir -p "$DIR/nginx/temp"
-  awk -v servers="$servers" -v listen="127.0.0.1:$LB_PORT" -v logs="$DIR/logs" '
+  awk -v servers="$servers" -v listen="$LISTEN:$LB_PORT" -v logs="$DIR/logs" '
     /server prefect-api-1:4200/ { printf "%s", servers; next }
     /server prefect-api-[0-9]+:4200/ { next }
     /listen 4200;/ { sub(/4200/, listen) }
     /access_log / { sub(/\/var\/log\/nginx/, logs) }
     { print }
   ' deploy/nginx/nginx.conf | sed 's/\\n/\n/g' > "$DIR/nginx/nginx.conf"
-  # Temp files under our folder, readable by nginx's unprivileged worker user.
-  sed -i "s|^http {|http {\n    client_body_temp_path $DIR/nginx/temp/body;\n    proxy_temp_path $DIR/nginx/temp/proxy;\n    fastcgi_temp_path $DIR/nginx/temp/fastcgi;\n    uwsgi_temp_path $DIR/nginx/temp/uwsgi;\n    scgi_temp_path $DIR/nginx/temp/scgi;|" "$DIR/nginx/nginx.conf"
+  # Temp files under our folder. nginx's worker runs as an unprivileged user, which cannot
+  # enter a private folder (a 0700 home or temp dir): request bodies (up to the 64 MB limit)
+  # stay in memory and responses are not spooled to files, or any request body over 16 KB (a
+  # fleet run's summary table artifact) would get a 500 from nginx.
+  sed -i "s|^http {|http {\n    client_body_buffer_size 64m;\n    proxy_max_temp_file_size 0;\n    client_body_temp_path $DIR/nginx/temp/body;\n    proxy_temp_path $DIR/nginx/temp/proxy;\n    fastcgi_temp_path $DIR/nginx/temp/fastcgi;\n    uwsgi_temp_path $DIR/nginx/temp/uwsgi;\n    scgi_temp_path $DIR/nginx/temp/scgi;|" "$DIR/nginx/nginx.conf"
 }
 
 up() {
@@ -172,10 +184,10 @@ up() {
     -g "daemon off; pid $DIR/run/nginx.master.pid; error_log $DIR/logs/nginx-error.log;"
 
   for i in "${!API_PORTS[@]}"; do wait_healthy "api-$((i + 1))" "${API_PORTS[$i]}"; done
-  wait_healthy lb "$LB_PORT"
+  wait_healthy lb "$LB_PORT" "$LB_HOST"
   sleep 2
   alive services || { tail -n 30 "$DIR/logs/services.log" >&2; die "the services process exited (log $DIR/logs/services.log)"; }
-  say "Prefect (HA) at http://127.0.0.1:$LB_PORT  (API: PREFECT_API_URL=http://127.0.0.1:$LB_PORT/api)"
+  say "Prefect (HA) at http://$LB_HOST:$LB_PORT  (API: PREFECT_API_URL=http://$LB_HOST:$LB_PORT/api)"
   echo "   API servers on ${API_PORTS[*]}, services, nginx; logs in $DIR/logs"
 }
 
@@ -189,7 +201,7 @@ status() {
     if healthy "${API_PORTS[$i]}"; then echo "api-$((i + 1)) :${API_PORTS[$i]}: healthy"
     else echo "api-$((i + 1)) :${API_PORTS[$i]}: not answering"; rc=1; fi
   done
-  if healthy "$LB_PORT"; then echo "balancer :$LB_PORT: healthy"; else echo "balancer :$LB_PORT: not answering"; rc=1; fi
+  if healthy "$LB_PORT" "$LB_HOST"; then echo "balancer :$LB_PORT: healthy"; else echo "balancer :$LB_PORT: not answering"; rc=1; fi
   return $rc
 }
 

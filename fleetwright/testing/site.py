@@ -285,15 +285,17 @@ def create_app(*, delay: timedelta = timedelta(0), logins: dict[str, str] | None
 
 
 class AppServer:
-    """An ASGI app served by uvicorn on 127.0.0.1 in a background thread (port 0: a free one).
-    Use it as a context manager, or `start()` and `stop()`."""
+    """An ASGI app served by uvicorn on 127.0.0.1 (or `host`) in a background thread (port 0: a
+    free one). Use it as a context manager, or `start()` and `stop()`."""
 
-    def __init__(self, app: Any, *, port: int = 0, what: str = "the test app") -> None:
+    def __init__(
+        self, app: Any, *, port: int = 0, what: str = "the test app", host: str = "127.0.0.1"
+    ) -> None:
         self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._sock.bind(("127.0.0.1", port))
+        self._sock.bind((host, port))
         self.port: int = self._sock.getsockname()[1]
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.url = f"http://{host}:{self.port}"
         self._what = what
         config = uvicorn.Config(
             app, log_level="warning", access_log=False, lifespan="off", timeout_keep_alive=30
@@ -328,14 +330,16 @@ class AppServer:
 
 
 class SiteServer(AppServer):
-    """The demo site served by uvicorn on 127.0.0.1 in a background thread."""
+    """The demo site served by uvicorn on 127.0.0.1 (or `host`) in a background thread."""
 
-    def __init__(self, *, port: int = 0, delay: timedelta = timedelta(0)) -> None:
+    def __init__(
+        self, *, port: int = 0, delay: timedelta = timedelta(0), host: str = "127.0.0.1"
+    ) -> None:
         self.delay = delay
         #: user → SHA-256 of the password the site last received from them
         self.logins: dict[str, str] = {}
         super().__init__(
-            create_app(delay=delay, logins=self.logins), port=port, what="the demo site"
+            create_app(delay=delay, logins=self.logins), port=port, what="the demo site", host=host
         )
 
 
@@ -403,9 +407,11 @@ class SiteProcess:
 
 
 @contextmanager
-def serve_site(*, port: int = 0, delay: timedelta = timedelta(0)) -> Iterator[SiteServer]:
+def serve_site(
+    *, port: int = 0, delay: timedelta = timedelta(0), host: str = "127.0.0.1"
+) -> Iterator[SiteServer]:
     """Serve the site for the duration of a `with` block; port 0 picks a free port."""
-    server = SiteServer(port=port, delay=delay).start()
+    server = SiteServer(port=port, delay=delay, host=host).start()
     try:
         yield server
     finally:
