@@ -13,11 +13,14 @@ import os
 import sys
 import threading
 from collections.abc import Callable
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from fleetwright.cli.output import console
+
+if TYPE_CHECKING:
+    from fleetwright.settings import Settings
 
 __all__ = ["up"]
 
@@ -181,6 +184,9 @@ def up(
             f"(log in with the contents of {auth_path(settings.home)})\n"
             "Profiles: `fleetwright profile list`; runs: the UI's Runs page. Ctrl-C stops."
         )
+        other_shell = _other_shell_env(settings, server.port)
+        if other_shell:
+            console.print(f"In another shell, first: export {other_shell}")
         waiting.set()
         while not stop_requested.wait(1):
             for name, proc in (("process worker", worker), ("warm worker", warm)):
@@ -207,3 +213,18 @@ def up(
             except Exception as exc:  # stop the others whatever happens to one
                 console.print(f"[red]could not stop everything: {type(exc).__name__}: {exc}[/]")
         console.print("Stopped everything `fleetwright up` started.")
+
+
+def _other_shell_env(settings: Settings, port: int) -> str:
+    """The variables another shell needs to reach this stack when they are not the defaults
+    (without them the CLI looks at ~/.fleetwright and port 4200)."""
+    import shlex
+
+    from fleetwright.settings import Settings
+
+    needed = []
+    if "home" in settings.model_fields_set:
+        needed.append(f"FLEETWRIGHT_HOME={shlex.quote(str(settings.home))}")
+    if port != Settings.model_fields["prefect_port"].default:
+        needed.append(f"FLEETWRIGHT_PREFECT_PORT={port}")
+    return " ".join(needed)

@@ -117,6 +117,8 @@ def test_up_serves_an_authenticated_api_and_keeps_its_home_private(tmp_path: Pat
     output = "\n".join(up.lines)
     assert password not in output, "the credential was printed"
     assert "prefect-api-auth" in output and "fleetwright:" in output
+    # a user's other shell is told what it needs to reach this stack (non-default home, port)
+    assert f"export FLEETWRIGHT_HOME={home} FLEETWRIGHT_PREFECT_PORT={port}" in output, output
 
 
 @pytest.mark.prefect
