@@ -1,6 +1,6 @@
 """`fleetwright proxy check [NAME...|--all]`: probe proxies now, with a live table.
 
-The lead mounts `check_command` on the `proxy` sub-app; it returns the exit code.
+`fleetwright.cli.proxy` mounts `check_command` on the `proxy` sub-app; it returns the exit code.
 """
 
 from __future__ import annotations
