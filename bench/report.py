@@ -17,6 +17,7 @@ FIGURE_NAMES: tuple[str, ...] = (
     "session_start_ms",
     "session_start_idb_ms",
     "session_start_with_page_ms",
+    "session_start_with_page_proxy_ms",
     "persistent_launch_ms",
     "open_to_cdp_ready_ms",
     "open_to_cdp_ready_persistent_ms",

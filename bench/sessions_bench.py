@@ -13,8 +13,17 @@ from playwright.async_api import async_playwright
 from bench.fleet_common import alternate
 from bench.harness import Bench
 from bench.stats import Figure, ab_ratio, summary
-from bench.workload import FleetSession, bare_launch_kwargs, bare_session
+from bench.workload import (
+    BENCH_FINGERPRINT,
+    FleetSession,
+    bare_context_options,
+    bare_launch_kwargs,
+    bare_session,
+    write_site_state,
+)
 from fleetwright.browser import BrowserPool, LaunchSpec
+from fleetwright.browser.spec import ProxyConfig
+from fleetwright.specs import Fingerprint
 
 __all__ = ["FIGURES", "run"]
 
@@ -24,6 +33,7 @@ FIGURES = (
     "session_start_ms",
     "session_start_idb_ms",
     "session_start_with_page_ms",
+    "session_start_with_page_proxy_ms",
     "persistent_launch_ms",
 )
 
@@ -89,13 +99,6 @@ async def _overhead_rounds(
     }
 
 
-_WRITE_STATE_JS = """(v) => {
-  localStorage.setItem("fw", v);
-  sessionStorage.setItem("fw", v);
-  document.cookie = "fw_js=" + encodeURIComponent(v) + "; path=/; max-age=86400";
-}"""
-
-
 async def _saved_states(bench: Bench, pool: BrowserPool, prefix: str, *, idb: bool) -> list[str]:
     """Profiles with a saved state: a cookie, localStorage and sessionStorage on the bench site,
     plus (idb) an IndexedDB database, as the site's /storage page writes them."""
@@ -103,32 +106,32 @@ async def _saved_states(bench: Bench, pool: BrowserPool, prefix: str, *, idb: bo
     site = bench.site(0)
     for name in names:
         async with pool.session(LaunchSpec(profile_name=name)) as session:
-            page = session.page
-            if idb:
-                await page.goto(f"{site.url}/storage?write={name}")
-                await page.wait_for_function(
-                    "document.getElementById('status').textContent === 'ready'"
-                )
-            else:
-                await page.goto(f"{site.url}/login")
-                await page.evaluate(_WRITE_STATE_JS, name)
+            await write_site_state(session.page, site.url, name, idb=idb)
             await session.save_state()
     return names
 
 
 async def _start_times(
-    pool: BrowserPool, browser: Any, names: list[str], n: int
+    pool: BrowserPool,
+    browser: Any,
+    names: list[str],
+    n: int,
+    *,
+    spec_options: dict[str, Any] | None = None,
+    context_options: dict[str, Any] | None = None,
 ) -> dict[str, list[float]]:
+    """`n` starts a side; `spec_options` go to Fleetwright's LaunchSpec, `context_options` to
+    the bare side's new_context (the same proxy and fingerprint, each as its side takes it)."""
     times: dict[str, list[float]] = {"restore": [], "open": [], "bare": [], "bare_page": []}
     for i in range(n):
         name = names[i % len(names)]
-        async with pool.session(LaunchSpec(profile_name=name)) as session:
+        async with pool.session(LaunchSpec(profile_name=name, **(spec_options or {}))) as session:
             times["restore"].append(session.timings["restore_ms"])
             times["open"].append(session.timings["open_ms"])
         state = pool.store.load(name)
         storage = state.storage if state is not None else None
         t0 = time.perf_counter()
-        context = await browser.new_context(storage_state=storage)
+        context = await browser.new_context(storage_state=storage, **(context_options or {}))
         times["bare"].append((time.perf_counter() - t0) * 1000)
         await context.new_page()
         times["bare_page"].append((time.perf_counter() - t0) * 1000)
@@ -141,10 +144,13 @@ async def _session_start(bench: Bench, pool: BrowserPool, browser: Any) -> dict[
     context with it + restore script (`restore_ms`), and with the first page (`open_ms`); bare
     Playwright given the same storage state beside each. Measured for a state of a cookie,
     localStorage and sessionStorage, and again with an IndexedDB database added (Playwright
-    restores IndexedDB itself, through a page it opens on the origin)."""
-    plain = await _start_times(
-        pool, browser, await _saved_states(bench, pool, "start", idb=False), bench.sizes.start_n
-    )
+    restores IndexedDB itself, through a page it opens on the origin). The start with the first
+    page is measured again with both sides given the same tinyproxy with BasicAuth and
+    BENCH_FINGERPRINT (Fleetwright in its LaunchSpec, bare Playwright as new_context options)."""
+    from fleetwright.testing.proxies import TinyProxy
+
+    plain_names = await _saved_states(bench, pool, "start", idb=False)
+    plain = await _start_times(pool, browser, plain_names, bench.sizes.start_n)
     with_idb = await _start_times(
         pool, browser, await _saved_states(bench, pool, "idb", idb=True), bench.sizes.start_n
     )
@@ -163,6 +169,36 @@ async def _session_start(bench: Bench, pool: BrowserPool, browser: Any) -> dict[
         "name": "bare new_context(storage_state=...) + new_page()"
     }
     figures["session_start_with_page_ms"] = page
+    with TinyProxy(username="bench", password="bench-proxy-pw", workdir=bench.root) as proxy:
+        server = {
+            "server": f"http://127.0.0.1:{proxy.port}",
+            "username": proxy.username,
+            "password": proxy.password,
+        }
+        spec_options = {
+            "proxy": ProxyConfig(**server),
+            "fingerprint": Fingerprint(**BENCH_FINGERPRINT),
+        }
+        proxied = await _start_times(
+            pool,
+            browser,
+            plain_names,
+            bench.sizes.start_n,
+            spec_options=spec_options,
+            context_options=bare_context_options(server),
+        )
+    page = summary(
+        proxied["open"],
+        "ms",
+        what="session_start_with_page_ms with an HTTP proxy with BasicAuth (tinyproxy) and "
+        "BENCH_FINGERPRINT on the profile's LaunchSpec",
+        fingerprint=BENCH_FINGERPRINT,
+    )
+    page["baseline"] = summary(proxied["bare_page"], "ms") | {
+        "name": "bare new_context(storage_state=..., proxy=..., user_agent=..., locale=..., "
+        "timezone_id=..., viewport=...) + new_page()"
+    }
+    figures["session_start_with_page_proxy_ms"] = page
     return figures
 
 

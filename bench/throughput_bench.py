@@ -12,6 +12,7 @@ make `cpu_ms_per_session` (Fleetwright's, the bare script's as baseline, by proc
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import sys
 import time
@@ -30,7 +31,9 @@ from bench.workload import (
     bare_context_options,
     bare_launch_kwargs,
     load_bench_command,
+    write_site_state,
 )
+from fleetwright.browser import BrowserState, StateStore
 
 __all__ = ["CONFIGS", "FIGURES", "bare_script", "fleetwright_run", "run"]
 
@@ -183,8 +186,11 @@ def _socks_forwarder(bench: Bench, upstream: Any) -> Iterator[str]:
         stop_process(proc, timeout=10)
 
 
-async def _exit_ip(url: str, options: dict[str, Any]) -> str:
-    """The address the site sees a bare context with `options` come from."""
+async def _exit_ip_and_state(url: str, options: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """From a bare context with `options`: the address the site sees it come from, and the
+    storage state both sides' sessions start from: a cookie, localStorage and an IndexedDB
+    database on the site's origin (`write_site_state`), as `storage_state(indexed_db=True)`
+    gives it."""
     async with async_playwright() as pw:
         browser = await pw.chromium.launch(**bare_launch_kwargs())
         try:
@@ -192,9 +198,24 @@ async def _exit_ip(url: str, options: dict[str, Any]) -> str:
             page = await context.new_page()
             response = await page.goto(f"{url}/ip")
             body = await response.json() if response is not None else {}
-            return str(body.get("ip"))
+            await write_site_state(page, url, "bench", idb=True)
+            state: dict[str, Any] = await context.storage_state(indexed_db=True)
         finally:
             await browser.close()
+    if not _carries_prepared(state):
+        raise RuntimeError("the prepared storage state lacks a cookie, localStorage or IndexedDB")
+    return str(body.get("ip")), state
+
+
+def _carries_prepared(storage: dict[str, Any]) -> bool:
+    """Whether a storage state holds what `write_site_state` prepared: its cookie, its
+    localStorage item and an IndexedDB database."""
+    origins = storage.get("origins", [])
+    return (
+        any(c.get("name") == "fw_js" for c in storage.get("cookies", []))
+        and any(i.get("name") == "fw" for o in origins for i in o.get("localStorage", []))
+        and any(o.get("indexedDB") for o in origins)
+    )
 
 
 async def _proxied(bench: Bench, meter: CpuMeter, kind: str) -> Figure:
@@ -222,22 +243,32 @@ async def _proxied(bench: Bench, meter: CpuMeter, kind: str) -> Figure:
             server = {"server": stack.enter_context(_socks_forwarder(bench, proxy))}
             exit_ip = "127.0.0.3"
         options = bare_context_options(server)
-        seen_ip = await _exit_ip(url, options)
+        seen_ip, prepared = await _exit_ip_and_state(url, options)
         if seen_ip != exit_ip:
             raise RuntimeError(f"the bare side reached the site from {seen_ip}, not the proxy")
+        options["storage_state"] = prepared
         profiles = await _proxied_profiles(bench, proxy, f"proxied-{kind}", n)
-        await fleetwright_run(profiles, 8, url)  # warm-up: every profile has a state
+        await fleetwright_run(profiles, 8, url)  # warm-up
+        store = StateStore()
         cpu: dict[str, list[dict[str, float]]] = {"a": [], "b": []}
+
+        def seed() -> None:  # every Fleetwright round starts from the bare side's state
+            for name in profiles:
+                store.save(name, BrowserState(storage=prepared))
 
         def proxied_requests() -> int:  # tinyproxy logs each request; microsocks does not
             return proxy.log_text().count("Request (file descriptor") if kind == "http" else n
 
         async def fleet() -> float:
+            await asyncio.to_thread(seed)
             before, seen = meter.sample(), proxied_requests()
             rate = per_minute(n, await fleetwright_run(profiles, 8, url))
             cpu["a"].append(_per_session(meter.sample().minus(before), n))
             if kind == "http" and proxied_requests() - seen < n:
                 raise RuntimeError("Fleetwright's sessions did not go through the proxy")
+            saved = await asyncio.to_thread(store.load, profiles[-1])
+            if saved is None or not _carries_prepared(saved.storage):
+                raise RuntimeError("Fleetwright's session did not carry the prepared state")
             return rate
 
         async def bare() -> float:
@@ -260,13 +291,17 @@ async def _proxied(bench: Bench, meter: CpuMeter, kind: str) -> Figure:
         sides["b"],
         unit="ratio",
         a_name="fleetwright",
-        b_name="bare playwright script, same proxy and fingerprint as new_context options",
+        b_name="bare playwright script, same proxy, fingerprint and storage state as "
+        "new_context options",
         a_unit="sessions/min",
         concurrency=8,
         delay_ms=150,
         sessions_per_round=n,
         proxy=how,
         fingerprint=BENCH_FINGERPRINT,
+        storage_state="one prepared state (cookie, localStorage, IndexedDB on the site's "
+        "origin): saved as every profile's state before each Fleetwright round, "
+        "new_context(storage_state=...) on the bare side",
         cpu_ms_per_session={"fleetwright": _groups(cpu["a"]), "bare": _groups(cpu["b"])},
     )
 

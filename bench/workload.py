@@ -36,6 +36,7 @@ __all__ = [
     "bare_steps",
     "bench_command",
     "load_bench_command",
+    "write_site_state",
 ]
 
 BENCH_COMMAND: dict[str, Any] = {
@@ -82,6 +83,24 @@ def bare_context_options(proxy: dict[str, str] | None) -> dict[str, Any]:
     if proxy is not None:
         options["proxy"] = proxy
     return options
+
+
+_WRITE_STATE_JS = """(v) => {
+  localStorage.setItem("fw", v);
+  sessionStorage.setItem("fw", v);
+  document.cookie = "fw_js=" + encodeURIComponent(v) + "; path=/; max-age=86400";
+}"""
+
+
+async def write_site_state(page: Page, base_url: str, value: str, *, idb: bool) -> None:
+    """Leave `value` in a cookie, localStorage and sessionStorage on the bench site's origin
+    and, with `idb`, in an IndexedDB database too (as the site's /storage page writes them)."""
+    if idb:
+        await page.goto(f"{base_url}/storage?write={value}")
+        await page.wait_for_function("document.getElementById('status').textContent === 'ready'")
+    else:
+        await page.goto(f"{base_url}/login")
+        await page.evaluate(_WRITE_STATE_JS, value)
 
 
 def bench_command() -> CommandSpec:

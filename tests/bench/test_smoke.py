@@ -143,6 +143,13 @@ def test_smoke_run_writes_well_formed_results(tmp_path: Path) -> None:
     for name in RATIOS:
         fig = figures[name]
         assert fig["median"] > 0 and fig["n"] == len(fig["rounds"]) >= 1, name
+    proxied_start = figures["session_start_with_page_proxy_ms"]
+    assert (
+        proxied_start["fingerprint"]["locale"] == "de-DE"
+        and "proxy=" in (proxied_start["baseline"]["name"])
+    )
+    for name in ("throughput_http_proxy_ratio_c8_150ms", "throughput_socks5_proxy_ratio_c8_150ms"):
+        assert "IndexedDB" in figures[name]["storage_state"], name
     table = (out / "latest.md").read_text()
     assert all(f"| {name} |" in table for name in FIGURE_NAMES)
     assert "| session_overhead_ratio |" in proc.stdout  # the table is printed too
