@@ -69,7 +69,9 @@ def claim_profile(
         raise NotFoundError(f"unknown profile {name!r}; see `fleetwright profile list`")
     if row.status != "active":
         raise ValidationError(f"profile {name!r} is {row.status}; only active ones {purpose}")
-    claim = Claim(row.id, spec_cache.spec_for(row), taken=True)
+    bind = s.get_bind()
+    catalogue = str(bind.engine.url)
+    claim = Claim(row.id, spec_cache.spec_for(row, catalogue=catalogue), taken=True)
     if take_lease and not leases.take(s, row.id, holder, ttl):
         claim.taken, claim.held_by = False, row.lease_holder
         return claim

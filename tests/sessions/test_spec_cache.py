@@ -79,3 +79,20 @@ def test_a_write_from_another_process_is_seen_by_the_next_claim(
         subprocess.run([sys.executable, "-c", _WRITER, f"v{n}"], env=env, check=True, timeout=120)
         assert _claim(pg_url, "shared").notes == f"v{n}"  # the other process's write, at once
     assert spec_cache.hits >= 3 and spec_cache.misses == 4
+
+
+def test_two_catalogues_with_the_same_profile_id_never_share_a_spec(
+    prefect_api: str, pg_url: str, home: Path
+) -> None:
+    """Tests, tools and the bench open several catalogues in one process, where ids repeat:
+    the first profile of each catalogue has id 1 and revision 1."""
+    from fleetwright.catalogue.db import upgrade
+
+    sqlite_url = f"sqlite:///{home / 'other-catalogue.db'}"
+    upgrade(sqlite_url)
+    _add(pg_url, {"name": "first-here", "notes": "postgres"})
+    _add(sqlite_url, {"name": "first-there", "notes": "sqlite"})
+    here, there = _claim(pg_url, "first-here"), _claim(sqlite_url, "first-there")
+    assert (here.name, here.notes) == ("first-here", "postgres")
+    assert (there.name, there.notes) == ("first-there", "sqlite")
+    assert spec_cache.misses == 2 and spec_cache.hits == 0
