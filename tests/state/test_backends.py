@@ -305,7 +305,7 @@ def test_object_backend_needs_a_bucket(home: Path, monkeypatch: pytest.MonkeyPat
     assert store.current_version("fay") == 0
     monkeypatch.setenv("FLEETWRIGHT_STATE_BACKEND", "ftp")
     reset_settings()
-    with pytest.raises(ValueError, match="state_backend"):
+    with pytest.raises(ConfigurationError, match="FLEETWRIGHT_STATE_BACKEND='ftp' is not valid"):
         get_settings()
 
 
