@@ -166,7 +166,7 @@ class StateStore:
     def _profile(self, session: Session, profile_name: str, *, lock: bool = False) -> Profile:
         query = select(Profile).where(Profile.name == profile_name)
         if lock:
-            query = query.with_for_update()
+            query = query.with_for_update(key_share=True)  # see proxies.locking
         profile = session.scalars(query).one_or_none()
         if profile is None:
             raise NotFoundError(
@@ -211,7 +211,7 @@ class StateStore:
             found = session.execute(
                 select(Profile.id, Profile.state_version)
                 .where(Profile.name == profile_name)
-                .with_for_update()
+                .with_for_update(key_share=True)  # see proxies.locking
             ).one_or_none()
             if found is None:
                 raise NotFoundError(

@@ -1,6 +1,14 @@
 """Row locks that work on Postgres and SQLite alike, for read-modify-write on proxies.
 
-Postgres: the rows are locked (`FOR UPDATE`, in id order so two writers cannot deadlock).
+Postgres: the rows are locked `FOR NO KEY UPDATE`, in id order so two writers cannot deadlock.
+Not `FOR UPDATE`: that mode also waits for every transaction holding the row `FOR KEY SHARE`,
+the lock Postgres's foreign-key checks take on a referenced row, and a session's claim takes
+one on its proxy before it locks it (its second update of the profile row in one transaction
+re-checks the row's foreign keys). Two claims on profiles sharing a proxy then each held the
+key-share lock the other's `FOR UPDATE` waited for: "deadlock detected", at concurrency 8 on
+one proxy nearly every session (tests/proxies/test_proxy_locking.py). `FOR NO KEY UPDATE`
+still excludes every other writer of the row; it only lets foreign-key checks through, and no
+Fleetwright transaction changes a proxy's or a profile's id.
 SQLite: a no-op UPDATE makes the transaction a writer first, so concurrent writers queue on
 the database lock (busy_timeout) instead of reading stale rows.
 """
@@ -29,7 +37,7 @@ def lock_profile(session: Session, profile_id: int) -> Profile:
     profile = session.execute(
         select(Profile)
         .where(Profile.id == profile_id)
-        .with_for_update()
+        .with_for_update(key_share=True)
         .execution_options(populate_existing=True)
     ).scalar_one_or_none()
     if profile is None:
@@ -54,7 +62,7 @@ def lock_proxies(session: Session, ids: Iterable[int]) -> Sequence[Proxy]:
             select(Proxy)
             .where(Proxy.id.in_(wanted))
             .order_by(Proxy.id)
-            .with_for_update()
+            .with_for_update(key_share=True)
             .execution_options(populate_existing=True)
         )
         .scalars()
