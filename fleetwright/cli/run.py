@@ -1,21 +1,30 @@
 """`fleetwright run COMMAND [PROFILES...]`: a fleet run through the run-command deployment
 (default), on warm workers (--now) or in this process (--local), with a live progress bar.
-`fleetwright run cancel RUN_ID...` cancels fleet runs for good (they are not resumed)."""
+`fleetwright run cancel RUN_ID...` cancels fleet runs for good (they are not resumed).
+
+`--now` first hands the run to a warm worker on this host over its socket
+(`fleetwright.warm_relay`): this module then imports neither Prefect nor the catalogue, which
+is most of what a new process would spend before its session starts. The imports of the other
+paths are made where they are used for that reason.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import sys
-from typing import cast, get_args
+from collections import Counter
+from typing import TYPE_CHECKING, Any, cast
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from fleetwright.cli.output import console, err_console, print_json, print_table
-from fleetwright.commands.models import TraceMode
-from fleetwright.fleet.plan import FleetPlan, parse_params, plan_run
-from fleetwright.fleet.runs import FleetRun, SessionRow, summarise
+
+if TYPE_CHECKING:
+    from fleetwright.commands.models import TraceMode
+    from fleetwright.fleet.plan import FleetPlan
+    from fleetwright.fleet.runs import FleetRun, SessionRow
 
 __all__ = ["render_summary", "run"]
 
@@ -69,9 +78,24 @@ def run(
         raise ValidationError(
             "--shards splits a run over the deployment's workers; drop --now/--local"
         )
-    modes = get_args(TraceMode)
-    if trace is not None and trace not in modes:
-        raise ValidationError(f"--trace {trace!r} is not one of {', '.join(modes)}")
+    if now:
+        relayed = _run_relayed(
+            command,
+            profiles=profiles or [],
+            tags=tag,
+            all_active=all_active,
+            params=param,
+            version=version,
+            concurrency=concurrency,
+            trace=trace,
+            as_json=as_json,
+        )
+        if relayed is not None:
+            raise typer.Exit(relayed)
+    from fleetwright.commands.models import check_trace_mode
+    from fleetwright.fleet.plan import parse_params, plan_run
+
+    check_trace_mode(trace)
     plan = plan_run(
         command,
         profiles=profiles or [],
@@ -117,11 +141,73 @@ def _force_progress() -> bool:
     return os.environ.get("FLEETWRIGHT_PROGRESS") == "always"
 
 
+def _run_relayed(
+    command: str,
+    *,
+    profiles: list[str],
+    tags: list[str],
+    all_active: bool,
+    params: list[str],
+    version: str | None,
+    concurrency: int,
+    trace: str | None,
+    as_json: bool,
+) -> int | None:
+    """The run on a warm worker of this host, through its socket; None when none takes it."""
+    import os
+
+    from fleetwright.settings import get_settings
+    from fleetwright.warm_relay import RelayDeclined, RelayStart, run_via_relay
+
+    settings = get_settings()
+    stream = run_via_relay(
+        settings.home,
+        api_url=os.environ.get("PREFECT_API_URL", ""),
+        catalogue_url=settings.catalogue_url,
+        command=command,
+        profiles=profiles,
+        tags=tags,
+        all_active=all_active,
+        params=params,
+        version=version,
+        concurrency=concurrency,
+        trace=trace,
+    )
+    try:
+        start = next(stream)
+    except RelayDeclined:
+        return None
+    assert isinstance(start, RelayStart)
+    rows: list[dict[str, Any]] = []
+    with _progress(quiet=as_json) as bar:
+        task = bar.add_task(f"{start.command} (warm)", total=start.profiles, ok=0, failed=0)
+        for row in stream:
+            assert isinstance(row, dict)
+            rows.append(row)
+            counts = Counter(str(r.get("status")) for r in rows)
+            bar.update(task, completed=len(rows), ok=counts["ok"], failed=counts["failed"])
+    counts = Counter(str(r.get("status")) for r in rows)
+    summary = {
+        "id": start.fleet_id,
+        "name": None,
+        "state": "COMPLETED",
+        "state_name": None,
+        "message": None,
+        "ok": counts["ok"],
+        "failed": counts["failed"],
+        "skipped": counts["skipped"],
+        "sessions": sorted(rows, key=lambda r: str(r.get("profile"))),
+        "artifacts": [],
+    }
+    return render_summary_data(summary, as_json=as_json)
+
+
 async def _run_warm(
     plan: FleetPlan, *, concurrency: int, as_json: bool, trace: str | None = None
 ) -> int:
     import uuid
 
+    from fleetwright.fleet.runs import FleetRun, summarise
     from fleetwright.fleet.warm import astream_warm, await_warm_worker
 
     await await_warm_worker()
@@ -244,22 +330,26 @@ async def _run_deployment(
 
 def render_summary(fleet: FleetRun, *, as_json: bool) -> int:
     """Print the run's summary (table or JSON); the exit code: 0 all ok, 1 otherwise."""
-    ok_all = fleet.failed == 0 and fleet.state == "COMPLETED"
+    return render_summary_data(fleet.as_dict(), as_json=as_json)
+
+
+def render_summary_data(data: dict[str, Any], *, as_json: bool) -> int:
+    """`render_summary` of a fleet run as a dict (FleetRun.as_dict's shape)."""
+    ok_all = data.get("failed") == 0 and data.get("state") == "COMPLETED"
     if as_json:
-        data = fleet.as_dict()
-        data.pop("artifacts", None)
+        data = {k: v for k, v in data.items() if k != "artifacts"}
         sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
         return 0 if ok_all else 1
-    rows = [s.as_dict() for s in fleet.sessions]
+    rows = [dict(s) for s in data.get("sessions") or []]
     for r in rows:
         if r.get("duration_ms") is not None:
             r["duration_ms"] = f"{r['duration_ms']:.0f}"
-    print_table(rows, _COLUMNS, title=f"fleet run {fleet.id}")
-    counts = summarise(fleet.sessions)
+    print_table(rows, _COLUMNS, title=f"fleet run {data.get('id')}")
+    counts = Counter(str(r.get("status")) for r in rows)
     line = f"{counts['ok']} ok, {counts['failed']} failed, {counts['skipped']} skipped"
-    if fleet.state != "COMPLETED" and fleet.state_name:
-        line += f" — run {fleet.state_name}"
-        if fleet.message:
-            line += f": {fleet.message}"
+    if data.get("state") != "COMPLETED" and data.get("state_name"):
+        line += f" — run {data['state_name']}"
+        if data.get("message"):
+            line += f": {data['message']}"
     console.print(line, style="green" if ok_all else "red", highlight=False)
     return 0 if ok_all else 1

@@ -48,6 +48,7 @@ __all__ = [
     "UrlAssert",
     "VisibleAssert",
     "WaitForStep",
+    "check_trace_mode",
 ]
 
 IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -62,6 +63,16 @@ DEFAULT_TIMEOUT = timedelta(seconds=10)
 #: always kept. Recording costs CPU on every action (DOM snapshots, screencast frames), so the
 #: default records only when a session is already known to be in trouble.
 TraceMode = Literal["off", "on", "on-failure", "on-retry"]
+
+
+def check_trace_mode(trace: str | None) -> None:
+    """A `--trace` value that is not a TraceMode is a one-line ValidationError."""
+    from fleetwright.errors import ValidationError
+
+    modes = get_args(TraceMode)
+    if trace is not None and trace not in modes:
+        raise ValidationError(f"--trace {trace!r} is not one of {', '.join(modes)}")
+
 
 ParamType = Literal["str", "int", "float", "bool", "list", "dict", "secret"]
 LoadState = Literal["load", "domcontentloaded", "networkidle"]

@@ -221,3 +221,212 @@ def test_result_is_read_when_the_task_run_event_is_missed(
     assert rows[0].outputs["who"]["text"] == name
     assert len(hit_site.hits[name]) == 1
     print(f"session read back without its event in {waited:.1f} s")
+
+
+# -- `run --now` through the warm worker's socket ---------------------------------------------
+
+_CLI = """
+import json, sys
+from fleetwright.cli.main import main
+marker, argv = sys.argv[1], sys.argv[2:]
+try:
+    main(argv)
+    code = 0
+except SystemExit as exc:
+    code = exc.code
+with open(marker, "w") as out:
+    json.dump({"code": code, "imported": sorted(
+        m for m in ("prefect", "sqlalchemy", "playwright") if m in sys.modules)}, out)
+"""
+
+
+def _cli(tmp_path: Path, *argv: str) -> tuple[dict[str, Any], subprocess.CompletedProcess[str]]:
+    """`fleetwright ARGV` in a new process, as a user runs it, and which heavy libraries the
+    process imported on its way."""
+    marker = tmp_path / f"cli-{time.monotonic_ns()}.json"
+    done = subprocess.run(
+        [sys.executable, "-c", _CLI, str(marker), *argv],
+        env=dict(os.environ), capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    return json.loads(marker.read_text()), done
+
+
+def _await_socket(home: Path, worker: subprocess.Popen[bytes]) -> Path:
+    from fleetwright.warm_relay import relay_sockets
+
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        found = relay_sockets(home)
+        if found:
+            return found[0]
+        assert worker.poll() is None, (home / "warm-worker.log").read_text()[-2000:]
+        time.sleep(0.2)
+    raise AssertionError("the warm worker did not open its socket within 90 s")
+
+
+def test_run_now_goes_through_the_warm_workers_socket_without_importing_prefect(
+    hit_site: HitSite, warm_worker: subprocess.Popen[bytes], home: Path, tmp_path: Path
+) -> None:
+    (tmp_path / "ping.yaml").write_text(COMMAND)
+    load_commands([tmp_path])
+    names = _profiles(3)
+    sock = _await_socket(home, warm_worker)
+    assert sock.stat().st_mode & 0o777 == 0o600
+    assert sock.parent.stat().st_mode & 0o777 == 0o700
+
+    marker, done = _cli(
+        tmp_path, "run", "ping", "--tag", "warm", "-p", f"base_url={hit_site.url}",
+        "--now", "--json", "-c", "2",
+    )  # fmt: skip
+    assert marker["code"] == 0, done.stderr
+    # the command neither imported Prefect nor the catalogue's SQLAlchemy: the worker did both
+    assert marker["imported"] == [], marker
+    summary = json.loads(done.stdout[done.stdout.index("{") :])
+    assert (summary["state"], summary["ok"], summary["failed"]) == ("COMPLETED", 3, 0)
+    assert [s["profile"] for s in summary["sessions"]] == names
+    assert all(s["outputs"]["who"]["text"] == s["profile"] for s in summary["sessions"])
+    assert all(len(hit_site.hits[n]) == 1 for n in names)
+    # each session is still a run-profile-session task run on the Prefect server
+    with session_scope() as s:
+        runs = s.scalars(select(Run).where(Run.flow_run_id == summary["id"])).all()
+        assert sorted(r.profile_name for r in runs) == names
+        task_runs = [r.task_run_id for r in runs]
+    assert all(task_runs), task_runs
+
+    async def states() -> list[str]:
+        from prefect.client.orchestration import get_client
+
+        async with get_client() as client:
+            return [(await client.read_task_run(t)).state_name for t in task_runs]  # type: ignore[misc]
+
+    assert asyncio.run(states()) == ["Completed"] * 3
+
+    # the table (not --json) is the same summary
+    marker, done = _cli(
+        tmp_path, "run", "ping", names[0], "-p", f"base_url={hit_site.url}", "--now"
+    )
+    assert marker["code"] == 0, done.stderr
+    assert "1 ok, 0 failed, 0 skipped" in done.stdout
+
+
+def test_run_now_bad_input_through_the_socket_is_one_line_and_submits_nothing(
+    hit_site: HitSite, warm_worker: subprocess.Popen[bytes], home: Path, tmp_path: Path
+) -> None:
+    (tmp_path / "ping.yaml").write_text(COMMAND)
+    load_commands([tmp_path])
+    [name] = _profiles(1)
+    _await_socket(home, warm_worker)
+    cases = [
+        (["run", "nope", name, "--now"], "unknown command 'nope'"),
+        (["run", "ping", "ghost", "-p", f"base_url={hit_site.url}", "--now"], "ghost"),
+        (["run", "ping", name, "--now"], "base_url"),
+        (["run", "ping", name, "-p", f"base_url={hit_site.url}", "--now", "--trace", "x"],
+         "--trace 'x' is not one of off, on, on-failure, on-retry"),
+    ]  # fmt: skip
+    for argv, expected in cases:
+        marker, done = _cli(tmp_path, *argv)
+        assert marker["code"] == 2, (argv, done.stderr)
+        lines = done.stderr.strip().splitlines()
+        assert len(lines) == 1 and expected in lines[0], (argv, done.stderr)
+        assert "prefect" not in marker["imported"], marker
+    with session_scope() as s:
+        assert s.scalars(select(Run)).all() == []
+    assert not hit_site.hits
+    assert warm_worker.poll() is None
+
+
+def test_run_now_stopped_midway_leaves_the_worker_serving(
+    hit_site: HitSite, warm_worker: subprocess.Popen[bytes], home: Path, tmp_path: Path
+) -> None:
+    """A CLI that goes away mid-run (Ctrl-C) closes its connection; the worker drops that
+    stream and takes the next run."""
+    from fleetwright.settings import get_settings
+    from fleetwright.warm_relay import RelayStart, run_via_relay
+
+    (tmp_path / "ping.yaml").write_text(COMMAND)
+    load_commands([tmp_path])
+    names = _profiles(2)
+    _await_socket(home, warm_worker)
+    settings = get_settings()
+
+    def relay(selection: list[str]) -> Any:
+        from fleetwright.settings import apply_prefect_settings
+
+        return run_via_relay(
+            settings.home, api_url=apply_prefect_settings(),
+            catalogue_url=settings.catalogue_url, command="ping", profiles=selection,
+            tags=[], all_active=False, params=[f"base_url={hit_site.url}"], version=None,
+            concurrency=1, trace=None,
+        )  # fmt: skip
+
+    stream = relay(names)
+    start = next(stream)
+    assert isinstance(start, RelayStart) and start.profiles == 2
+    stream.close()  # the connection closes before any outcome was read
+    rows = list(relay([names[0]]))
+    assert isinstance(rows[0], RelayStart)
+    assert [(r["profile"], r["status"]) for r in rows[1:]] == [(names[0], "ok")]
+    assert warm_worker.poll() is None
+
+
+def test_run_now_falls_back_to_prefect_when_no_worker_here_takes_it(
+    prefect_api: str, home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A stale socket (its worker was killed) is skipped and removed; a worker on another
+    catalogue declines; then the command submits through Prefect as before (here: no warm
+    worker is subscribed, which is the usual one-line error)."""
+    import socket as sockets
+
+    from fleetwright.settings import apply_prefect_settings, get_settings
+    from fleetwright.warm_relay import RelayDeclined, WarmRelayServer, relay_dir, run_via_relay
+
+    settings = get_settings()
+    api_url = apply_prefect_settings()
+    folder = relay_dir(settings.home)
+    folder.mkdir(parents=True, exist_ok=True)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)  # fmt: skip
+    host_tag = WarmRelayServer(home=settings.home, api_url="", catalogue_url="").path.name
+    stale = folder / host_tag.replace(f"-{os.getpid()}.", f"-{int(dead.stdout)}.")
+    listener = sockets.socket(sockets.AF_UNIX, sockets.SOCK_STREAM)
+    listener.bind(str(stale))
+    listener.close()  # the file stays, nothing listens
+    assert stale.exists()
+
+    other = WarmRelayServer(
+        home=settings.home, api_url=api_url, catalogue_url="sqlite:////elsewhere/catalogue.db"
+    )
+
+    async def declined() -> str:
+        await other.start()
+        try:
+            stream = run_via_relay(
+                settings.home, api_url=api_url, catalogue_url=settings.catalogue_url,
+                command="demo", profiles=["x"], tags=[], all_active=False, params=[],
+                version=None, concurrency=1, trace=None,
+            )  # fmt: skip
+            with pytest.raises(RelayDeclined) as why:
+                await asyncio.to_thread(next, stream)
+            return str(why.value)
+        finally:
+            await other.close()
+
+    assert "another catalogue" in asyncio.run(declined())
+    assert not stale.exists()
+    assert not other.path.exists()
+
+    from fleetwright.cli.main import main
+    from fleetwright.fleet.warm import warm_worker_count
+
+    (tmp_path / "ping.yaml").write_text(COMMAND)
+    load_commands([tmp_path])
+    [name] = _profiles(1)
+    deadline = time.monotonic() + 20  # a worker stopped by an earlier test unsubscribes
+    while asyncio.run(warm_worker_count()) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_:
+        main(["run", "ping", name, "-p", "base_url=http://127.0.0.1:9", "--now"])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no warm worker is running" in err[0], err
