@@ -92,16 +92,6 @@ def _pid_of(path: Path) -> int | None:
         return None
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def catalogue_key(url: str) -> str:
     """What the two sides compare to tell they use one catalogue (the URL may hold a password,
     so it never goes over the socket itself)."""
@@ -130,8 +120,10 @@ def _connect(path: Path) -> socket.socket | None:
         sock.connect(str(path))
     except OSError:
         sock.close()
+        from fleetwright.observability.processes import alive  # only on this rare path
+
         pid = _pid_of(path)
-        if pid is not None and not _alive(pid):
+        if pid is not None and not alive(str(pid)):
             with contextlib.suppress(OSError):
                 path.unlink()  # a worker that was killed left it behind
         return None
