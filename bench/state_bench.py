@@ -166,10 +166,7 @@ async def run(bench: Bench) -> dict[str, Figure]:
     os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "bench")
     os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
     port = free_port()
-    # moto serves through werkzeug, which logs every request line at INFO to stderr
-    werkzeug_log = logging.getLogger("werkzeug")
-    werkzeug_level = werkzeug_log.level
-    werkzeug_log.setLevel(logging.WARNING)
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # a line per S3 request
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     endpoint = f"http://127.0.0.1:{port}"
@@ -179,7 +176,6 @@ async def run(bench: Bench) -> dict[str, Figure]:
         return await asyncio.to_thread(_measure, bench, endpoint, bucket)
     finally:
         server.stop()
-        werkzeug_log.setLevel(werkzeug_level)
         for key in ("FLEETWRIGHT_STATE_BACKEND", "FLEETWRIGHT_STATE_ENDPOINT_URL"):
             os.environ.pop(key, None)
         os.environ.pop("FLEETWRIGHT_STATE_BUCKET", None)
