@@ -177,7 +177,7 @@ def add(
         notes=notes,
     )
     spec = validate_profile({"name": name, **data}, where=f"profile {name!r}")
-    record = asyncio.run(add_profile(spec))
+    record = asyncio.run(add_profile(spec, direct=True))
     if as_json:
         print_json(record)
     else:

@@ -13,7 +13,7 @@ import asyncio
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import func, insert, select
 from sqlalchemy.exc import IntegrityError
@@ -38,10 +38,16 @@ from fleetwright.errors import (
     ValidationError,
 )
 from fleetwright.proxies.locking import lock_profile
-from fleetwright.registry.blockstore import BlockStore, open_block_store
 from fleetwright.registry.events import emit
-from fleetwright.registry.projection import BLOCK_CONCURRENCY, ProjectionReport, project_profiles
+from fleetwright.registry.outbox import BLOCK_CONCURRENCY, ProjectionReport
 from fleetwright.specs import ProfileSpec, block_name_for, validate_profile
+
+if TYPE_CHECKING:
+    from fleetwright.registry.blockstore import BlockStore
+
+# Prefect's client (blockstore, projection) is imported where a write reaches the
+# Prefect API, not here: `fleetwright profile add` writes its one block without it
+# (registry/direct.py), and importing it costs about a second.
 
 __all__ = [
     "BLOCK_CONCURRENCY",
@@ -122,6 +128,9 @@ async def project_pending(
 ) -> ProjectionReport | None:
     """Write the pending blocks of `ids` (all pending rows when None). Without a reachable
     Prefect API they stay pending (None is returned) unless `required`."""
+    from fleetwright.registry.blockstore import open_block_store
+    from fleetwright.registry.projection import project_profiles
+
     try:
         if store is not None:
             return await project_profiles(store, ids=ids, url=url, progress=progress)
@@ -138,9 +147,19 @@ async def project_pending(
 
 
 async def add_profile(
-    spec: ProfileSpec, *, url: str | None = None, store: BlockStore | None = None
+    spec: ProfileSpec,
+    *,
+    url: str | None = None,
+    store: BlockStore | None = None,
+    direct: bool = False,
 ) -> dict[str, Any]:
-    """Create a profile: its catalogue row, then its BrowserProfile block."""
+    """Create a profile: its catalogue row, then its BrowserProfile block.
+
+    `direct`: write the block and the `created` event over the local Prefect server's REST API
+    without loading Prefect's client (the CLI's path: a process that writes one block); where
+    that cannot be done (another server, a block name taken, an older block schema), the
+    usual path does it.
+    """
     with session_scope(url) as s:
         if s.scalar(select(Profile.id).where(Profile.name == spec.name)) is not None:
             raise AlreadyExistsError(
@@ -156,6 +175,11 @@ async def add_profile(
         except IntegrityError:
             raise AlreadyExistsError(f"profile {spec.name!r} already exists") from None
         row_id = row.id
+    if direct and store is None:
+        from fleetwright.registry.direct import add_profile_block
+
+        if await add_profile_block(row_id, spec, url=url):
+            return get_profile(spec.name, url=url)
     await project_pending([row_id], url=url, store=store)
     await emit("fleetwright.profile.created", spec.name, {"tags": spec.tags})
     return get_profile(spec.name, url=url)
@@ -338,6 +362,9 @@ async def import_profiles(
     if not blocks:
         report.blocks_pending = len(changed)
         return report
+    from fleetwright.registry.blockstore import open_block_store
+    from fleetwright.registry.projection import project_profiles
+
     try:
         if store is not None:
             projected = await project_profiles(

@@ -18,12 +18,12 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from prefect.client.schemas.objects import BlockDocument
-from sqlalchemy import select, update
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from fleetwright.blocks.profile import BrowserProfile
 from fleetwright.catalogue.db import session_scope
@@ -39,7 +39,14 @@ from fleetwright.catalogue.shape import (
 from fleetwright.errors import FleetwrightError, PrefectUnavailableError
 from fleetwright.proxies.locking import lock_profile
 from fleetwright.registry.blockstore import BlockStore
-from fleetwright.specs import ProfileSpec, block_name_for, validate_profile
+from fleetwright.registry.outbox import (
+    BLOCK_CONCURRENCY,
+    Pending,
+    ProjectionReport,
+    mark_projected,
+    pending_rows,
+)
+from fleetwright.specs import ProfileSpec, validate_profile
 
 __all__ = [
     "BLOCK_CONCURRENCY",
@@ -50,84 +57,7 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-# Block writes in flight: the Prefect server is the bottleneck; more requests in flight only
-# queue there (measured on 2 cores: 4-6 best, 16 slower). See docs/architecture.md.
-BLOCK_CONCURRENCY = 4
 _ATTEMPTS = 3
-
-
-@dataclass
-class ProjectionReport:
-    """Blocks written by a projection, and those left pending (with why)."""
-
-    written: int = 0
-    merged: list[str] = field(default_factory=list)
-    failed: list[tuple[str, str]] = field(default_factory=list)
-
-
-@dataclass
-class _Pending:
-    id: int
-    name: str
-    revision: int
-    spec: ProfileSpec
-    document_id: str | None
-    block_name: str
-    projected: dict[str, Any] | None
-
-
-def _pending(url: str | None, ids: Sequence[int] | None, limit: int) -> list[_Pending]:
-    with session_scope(url) as s:
-        stmt = (
-            select(Profile)
-            .where(Profile.revision > Profile.projected_revision)
-            .options(selectinload(Profile.proxy), selectinload(Profile.proxy_pool))
-            .order_by(Profile.id)
-            .limit(limit)
-        )
-        if ids is not None:
-            stmt = stmt.where(Profile.id.in_(list(ids)))
-        return [
-            _Pending(
-                r.id,
-                r.name,
-                r.revision,
-                row_to_spec(r),
-                r.block_document_id,
-                r.block_name or block_name_for(r.name),
-                r.projected,
-            )
-            for r in s.scalars(stmt)
-        ]
-
-
-def _mark_projected(url: str | None, item: _Pending, document_id: str) -> bool:
-    """Compare-and-set: the row is projected at `item.revision` unless it changed since.
-
-    Either way the row records what its block now holds (the merge base for UI edits).
-    """
-    values = {
-        "projected": spec_json(item.spec),
-        "block_document_id": document_id,
-        "block_name": item.block_name,
-        "updated_at": Profile.updated_at,
-    }
-    with session_scope(url) as s:
-        done = s.execute(
-            update(Profile)
-            .where(Profile.id == item.id, Profile.revision == item.revision)
-            .values(projected_revision=item.revision, **values)
-            .execution_options(synchronize_session=False)
-        )
-        if done.rowcount:  # type: ignore[attr-defined]
-            return True
-        s.execute(
-            update(Profile)
-            .where(Profile.id == item.id)
-            .values(**values)
-            .execution_options(synchronize_session=False)
-        )
-        return False
 
 
 async def project_profiles(
@@ -145,7 +75,7 @@ async def project_profiles(
     retries: dict[int, int] = {}
     skip: set[int] = set()
 
-    async def one(item: _Pending) -> None:
+    async def one(item: Pending) -> None:
         async with sem:
             try:
                 if item.document_id is not None:
@@ -172,13 +102,13 @@ async def project_profiles(
                     report.failed.append((item.name, f"block write failed: {type(exc).__name__}"))
                     logger.warning("profile %s: block write failed (%s)", item.name, exc)
                 return
-            if await asyncio.to_thread(_mark_projected, url, item, document_id):
+            if await asyncio.to_thread(mark_projected, url, item, document_id):
                 report.written += 1
                 if progress:
                     progress(1)
 
     while True:
-        todo = [p for p in await asyncio.to_thread(_pending, url, ids, batch + len(skip))
+        todo = [p for p in await asyncio.to_thread(pending_rows, url, ids, batch + len(skip))
                 if p.id not in skip]  # fmt: skip
         if not todo:
             return report

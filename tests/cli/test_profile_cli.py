@@ -147,3 +147,28 @@ def test_unreachable_database_names_url_without_password(
     assert "s3cretpw" not in r.err
     r = cli("db", "upgrade")
     assert r.code == 2 and "s3cretpw" not in r.err
+
+
+def test_unreachable_api_leaves_the_block_pending(
+    prefect_api: str, home: Path, cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No Prefect API: the profile is added (runnable), its block pending, one warning; the
+    next write that reaches the API projects it."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        closed = s.getsockname()[1]
+    from fleetwright.settings import reset_settings
+
+    monkeypatch.setenv("FLEETWRIGHT_PREFECT_API_URL", f"http://127.0.0.1:{closed}/api")
+    reset_settings()
+    r = cli("profile", "add", "offline")
+    assert r.code == 0, r.err
+    assert "not written yet" in r.err and "Traceback" not in r.err
+    assert cli("profile", "show", "offline", "--json").json()["block_pending"] is True
+    monkeypatch.delenv("FLEETWRIGHT_PREFECT_API_URL")
+    reset_settings()
+    assert cli("sync").code == 0
+    shown = cli("profile", "show", "offline", "--json").json()
+    assert shown["block_pending"] is False and shown["block_document_id"]

@@ -205,7 +205,7 @@ def test_block_event_reconciled_before_the_projection_records_it(
     records the block on the row: the row is linked, not duplicated, and ends projected."""
     import fleetwright.registry.projection as projection
 
-    real_mark = projection._mark_projected
+    real_mark = projection.mark_projected
     seen: list[str] = []
 
     def reconcile_first(url: str | None, item: Any, document_id: str) -> bool:
@@ -216,7 +216,7 @@ def test_block_event_reconciled_before_the_projection_records_it(
         asyncio.run(run())
         return real_mark(url, item, document_id)
 
-    monkeypatch.setattr(projection, "_mark_projected", reconcile_first)
+    monkeypatch.setattr(projection, "mark_projected", reconcile_first)
     asyncio.run(add_profile(validate_profile({"name": "early"}), url=catalogue_url))
     assert seen == ["linked"]
     assert len(list_profiles(url=catalogue_url)) == 1
