@@ -5,8 +5,9 @@
 - `cli_group_help_ms`: `fleetwright profile --help` (a command group's help).
 - `profile_add_ms`: `fleetwright profile add NAME` with the Prefect server running (a
   BrowserProfile block, a catalogue row, a Prefect event); baseline `python -c "import
-  prefect.client.orchestration"`: importing the Prefect client, the floor of any command that
-  writes a block.
+  prefect.client.orchestration"`: importing the Prefect client, the floor of a command that
+  writes its block through the client (the CLI writes it over the REST API instead,
+  registry/direct.py).
 - `run_now_cli_ms`: `fleetwright run bench-login NAME --now --json` with the Prefect server and a
   warm worker up, from exec to the result printed (the bench command on the 0 ms bench site);
   baseline the same session submitted in process (`apply_async` → result back), the work the
@@ -14,9 +15,8 @@
 
 The samples alternate between the sides, so that load on the machine hits both alike.
 `profile_add_ms` also carries `phases`: the same work done step by step in a process of its
-own (interpreter and CLI start, Prefect import, Fleetwright's registry import, the catalogue's
-migration check, the block and row writes, the event sent at exit), median ms of each, to show
-where the time goes.
+own (interpreter and CLI start, Fleetwright's registry import, the catalogue's migration check,
+the row, block and event writes), median ms of each, to show where the time goes.
 """
 
 from __future__ import annotations
@@ -74,16 +74,14 @@ def mark(name):
 import fleetwright.cli.main, fleetwright.cli.profile
 from fleetwright.settings import apply_prefect_settings
 apply_prefect_settings(); mark("cli_start")
-import prefect.client.orchestration; mark("prefect_import")
-import fleetwright.registry; mark("registry_import")
+from fleetwright.registry.profiles import add_profile; mark("registry_import")
 from fleetwright.catalogue.db import get_engine
 get_engine(); mark("catalogue_migration_check")
 import asyncio
 from fleetwright.specs import validate_profile
-asyncio.run(fleetwright.registry.add_profile(validate_profile({"name": sys.argv[1]})))
-mark("block_and_row")
-from prefect.events.worker import EventsWorker
-EventsWorker.drain_all(); mark("event_at_exit")
+record = asyncio.run(add_profile(validate_profile({"name": sys.argv[1]}), direct=True))
+mark("row_block_and_event")
+assert "prefect" not in sys.modules and not record["block_pending"], "not the direct path"
 last = 0.0
 for name, at in marks:
     print(name, at - last)
