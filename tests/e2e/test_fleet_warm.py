@@ -434,3 +434,78 @@ def test_run_now_falls_back_to_prefect_when_no_worker_here_takes_it(
     assert exit_.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "no warm worker is running" in err[0], err
+
+
+VISIT = """\
+name: visit
+version: "1"
+params:
+  base_url: {type: str}
+steps:
+  - goto: "{{ params.base_url }}/visit/{{ profile.name }}"
+  - extract: {id: seen, selector: "#seen", kind: text}
+"""
+
+
+class VisitSite:
+    """A page that says whether the browser came back with its cookie, and from where."""
+
+    def __init__(self) -> None:
+        self.clients: dict[str, list[str]] = {}
+
+        async def visit(request: Request) -> HTMLResponse:
+            name = request.path_params["name"]
+            self.clients.setdefault(name, []).append(request.client.host if request.client else "")
+            seen = "returning" if request.cookies.get("fw_seen") == name else "new"
+            response = HTMLResponse(f"<p id=seen>{seen}</p>")
+            response.set_cookie("fw_seen", name, max_age=3600)
+            return response
+
+        self.app = Starlette(routes=[Route("/visit/{name}", visit)])
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+
+
+def test_run_now_pool_and_persistent_profiles_twice_through_the_socket(
+    warm_worker: subprocess.Popen[bytes], home: Path, tmp_path: Path, tinyproxy: Any
+) -> None:
+    """What a user combines: `run --now` on a profile drawing from a proxy pool (with auth)
+    and a persistent profile, twice. Both runs go through the warm worker's socket; the pool
+    profile keeps its proxy and its cookies, the persistent one its browser profile; the proxy's
+    password shows nowhere."""
+    from fleetwright.registry import add_profile, add_proxy, get_profile
+    from fleetwright.specs import validate_profile
+
+    (tmp_path / "visit.yaml").write_text(VISIT)
+    load_commands([tmp_path])
+    asyncio.run(add_proxy(tinyproxy.spec("wp-a", pool="wp")))
+    asyncio.run(add_profile(validate_profile({"name": "pooled", "proxy_pool": "wp"})))
+    asyncio.run(add_profile(validate_profile({"name": "kept", "state_mode": "persistent"})))
+    site = VisitSite()
+    _await_socket(home, warm_worker)
+    with AppServer(site.app, port=site.port):
+        runs = []
+        for _ in range(2):
+            marker, done = _cli(
+                tmp_path, "run", "visit", "pooled", "kept", "-p", f"base_url={site.url}",
+                "--now", "--json",
+            )  # fmt: skip
+            assert marker["code"] == 0, done.stderr
+            assert marker["imported"] == [], marker  # the socket took it, not Prefect
+            assert "tiny-secret" not in done.stdout + done.stderr
+            summary = json.loads(done.stdout[done.stdout.index("{") :])
+            assert (summary["ok"], summary["failed"]) == (2, 0), summary
+            runs.append({s["profile"]: s["outputs"]["seen"]["text"] for s in summary["sessions"]})
+    assert runs == [
+        {"pooled": "new", "kept": "new"},
+        {"pooled": "returning", "kept": "returning"},
+    ]
+    # the pool profile went out through tinyproxy (its outgoing side is 127.0.0.2) both times
+    assert site.clients["pooled"] == ["127.0.0.2", "127.0.0.2"]
+    assert site.clients["kept"] == ["127.0.0.1", "127.0.0.1"]
+    assert tinyproxy.log_text().count("/visit/pooled") >= 2
+    assert get_profile("pooled")["bound_proxy"] == "wp-a"
+    kept = get_profile("kept")
+    assert kept["state_mode"] == "persistent" and kept["state_version"] == 2
+    assert kept["lease_holder"] is None and get_profile("pooled")["lease_holder"] is None
+    assert "tiny-secret" not in (home / "warm-worker.log").read_text()
