@@ -15,7 +15,6 @@ in this process (an in-memory server: network and TLS of a real S3 are not in th
 from __future__ import annotations
 
 import asyncio
-import logging
 import os
 import random
 import shutil
@@ -156,24 +155,16 @@ def _measure(bench: Bench, endpoint: str, bucket: str) -> dict[str, Figure]:
 
 
 async def run(bench: Bench) -> dict[str, Figure]:
-    import boto3
-    from moto.server import ThreadedMotoServer
-
-    from bench.harness import free_port
+    from fleetwright.testing.s3 import S3Server
 
     saved = {k: os.environ.get(k) for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")}
     os.environ.setdefault("AWS_ACCESS_KEY_ID", "bench")
     os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "bench")
     os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
-    port = free_port()
-    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # a line per S3 request
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    endpoint = f"http://127.0.0.1:{port}"
+    server = S3Server().start()
     try:
-        bucket = f"fw-bench-{bench.run_id}"
-        boto3.session.Session().client("s3", endpoint_url=endpoint).create_bucket(Bucket=bucket)
-        return await asyncio.to_thread(_measure, bench, endpoint, bucket)
+        bucket = server.create_bucket(f"fw-bench-{bench.run_id}")
+        return await asyncio.to_thread(_measure, bench, server.url, bucket)
     finally:
         server.stop()
         for key in ("FLEETWRIGHT_STATE_BACKEND", "FLEETWRIGHT_STATE_ENDPOINT_URL"):

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import os
 import shutil
 import signal
@@ -399,22 +398,18 @@ class Cluster:
         )  # fmt: skip
         _wait_port(self.address, self.pg_port, "the Postgres forwarder")
         self._create_database()
-        from moto.server import ThreadedMotoServer
+        from fleetwright.testing.s3 import S3Server
 
-        logging.getLogger("werkzeug").setLevel(logging.WARNING)  # a line per S3 request
-        self._s3 = ThreadedMotoServer(ip_address=self.address, port=self.s3_port, verbose=False)
-        self._s3.start()
+        self._s3 = S3Server(self.address, self.s3_port).start()
         from fleetwright.testing.site import SiteServer
 
         self._site = SiteServer(
             host=self.address, delay=timedelta(milliseconds=self.site_delay_ms)
         ).start()
-        import boto3
-
-        boto3.session.Session().client(
-            "s3", endpoint_url=self.s3_url, aws_access_key_id="fleetwright-test",
+        self._s3.create_bucket(
+            self.bucket, aws_access_key_id="fleetwright-test",
             aws_secret_access_key="fleetwright-test", region_name="us-east-1",
-        ).create_bucket(Bucket=self.bucket)  # fmt: skip
+        )  # fmt: skip
         self._deploy()
 
     def _deploy(self) -> None:

@@ -3,7 +3,6 @@ bucket per test, and settings pointing the state store at it."""
 
 from __future__ import annotations
 
-import socket
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -11,36 +10,7 @@ from pathlib import Path
 import pytest
 
 from fleetwright.settings import reset_settings
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-class S3Server:
-    """moto's threaded S3-compatible server on 127.0.0.1 (stoppable, restartable)."""
-
-    def __init__(self) -> None:
-        self.port = free_port()
-        self.server: object | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> None:
-        from moto.server import ThreadedMotoServer
-
-        server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
-        server.start()
-        self.server = server
-
-    def stop(self) -> None:
-        if self.server is not None:
-            self.server.stop()  # type: ignore[attr-defined]
-            self.server = None
+from fleetwright.testing.s3 import S3Server
 
 
 @pytest.fixture(scope="session")
