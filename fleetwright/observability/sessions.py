@@ -60,6 +60,8 @@ class MetricsObserver:
         self._sample_pool()
 
     def _sample_pool(self) -> None:
+        if self.pool is None:  # an opened profile: its browser is not in a pool
+            return
         try:
             self.metrics.browser_processes.set(len(self.pool.browser_pids()))
             self.metrics.browser_contexts.set(sum(self.pool.browser_loads()))
@@ -135,8 +137,11 @@ class EventsObserver:
             logger.warning("could not emit %s for %s", event, s.profile, exc_info=True)
 
 
-def observe_events(start: SessionStart) -> EventsObserver:
-    """The Prefect-events observer of a session that began."""
+def observe_events(start: SessionStart) -> EventsObserver | None:
+    """The Prefect-events observer of a session that began; None for a profile opened for
+    another tool (it needs no Prefect server, so it sends nothing there)."""
+    if start.kind == "open":
+        return None
     return EventsObserver(start)
 
 

@@ -12,7 +12,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from fleetwright.listeners import installed
 
@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from fleetwright.browser import BrowserPool
 
 __all__ = [
+    "OPEN_COMMAND",
     "PHASES",
     "SESSION_OBSERVERS",
     "SessionObserver",
@@ -39,14 +40,24 @@ SESSION_OBSERVERS = "fleetwright.session_observer"
 PHASES = ("lease_wait", "launch", "steps", "save", "record")
 
 
+#: the `command` of a profile opened for another tool (`fleetwright profile open`, the local
+#: API); no command can be named so (names have no spaces)
+OPEN_COMMAND = "profile open"
+
+
 @dataclass(frozen=True, kw_only=True)
 class SessionStart:
-    """A session that has just begun (its lease taken, proxy chosen, run row added)."""
+    """A session that has just begun (its lease taken, proxy chosen, run row added).
+
+    `kind` "run": a command's session (the engine). "open": a profile opened for another tool
+    to drive (sessions/opener.py): `command` is OPEN_COMMAND, it has no run row, flow run or
+    pool, and its "steps" phase is the time it stayed open.
+    """
 
     profile: str
     command: str
-    #: the catalogue run row
-    run_id: int
+    #: the catalogue run row (None for an opened profile)
+    run_id: int | None
     flow_run_id: str | None
     task_run_id: str | None
     attempt: int
@@ -54,8 +65,10 @@ class SessionStart:
     proxy: str | None
     #: seconds from the session's request to its lease
     lease_wait: float
-    #: the engine's browser pool (observers may sample its processes and contexts)
-    pool: BrowserPool
+    #: the engine's browser pool (observers may sample its processes and contexts); None for
+    #: an opened profile, which has a browser of its own
+    pool: BrowserPool | None
+    kind: Literal["run", "open"] = "run"
 
 
 class SessionOutcome(Protocol):

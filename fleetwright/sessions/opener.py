@@ -48,6 +48,7 @@ from fleetwright.proxies.pools import notify_failover
 from fleetwright.sessions import lease as leases
 from fleetwright.sessions import open_control
 from fleetwright.sessions.claim import claim_profile
+from fleetwright.sessions.observers import OPEN_COMMAND, SessionObservers, SessionStart
 from fleetwright.settings import Settings, get_settings
 from fleetwright.specs import ProfileSpec, ProxySpec, check_name
 
@@ -157,6 +158,41 @@ class _Begun:
     proxy_id: int | None
     proxy_name: str | None
     state: BrowserState | None
+
+
+@dataclass(frozen=True)
+class _OpenOutcome:
+    """How an open session went, as session observers read it (metrics)."""
+
+    profile: str
+    status: str
+    error: str | None
+    error_type: str | None
+    duration_ms: float
+    proxy: str | None
+    retryable: bool = False
+    artifacts: dict[str, str] = field(default_factory=dict)
+
+
+#: what was saved, or why not, as an outcome's error class (a crash, a lost lease)
+_UNSAVED_ERRORS = {"crashed": "BrowserCrashError", "lease-lost": "LeaseLostError"}
+
+
+def _outcome(
+    name: str, opened: OpenedProfile | None, error: BaseException | None, started: float
+) -> _OpenOutcome:
+    duration_ms = (time.perf_counter() - started) * 1000
+    proxy = opened.proxy if opened is not None else None
+    if error is None and opened is not None and opened.outcome == "saved":
+        return _OpenOutcome(name, "ok", None, None, duration_ms, proxy)
+    if error is not None:
+        kind = type(error).__name__
+        message = getattr(error, "message", None) or kind
+    else:
+        what = opened.outcome if opened is not None else None
+        kind = _UNSAVED_ERRORS.get(what or "", "StateNotSaved")
+        message = f"state not saved ({what})"
+    return _OpenOutcome(name, "failed", message, kind, duration_ms, proxy)
 
 
 def _holder() -> str:
@@ -334,12 +370,23 @@ async def open_session(
     store = store or StateStore(url)
     executable = find_chromium(settings=settings)
     holder = _holder()
+    started = time.perf_counter()
     begun = await asyncio.to_thread(_begin, name, holder, settings, store, url)
     held = leases.ProfileLease(begun.profile_id, name, holder, settings.lease_ttl, url=url)
     held.start_renewing()
+    # the host's metrics see it as a session of its own (see sessions/observers.py)
+    observed = SessionObservers(
+        SessionStart(
+            profile=name, command=OPEN_COMMAND, run_id=None, flow_run_id=None,
+            task_run_id=None, attempt=1, proxy=begun.proxy_name,
+            lease_wait=time.perf_counter() - started, pool=None, kind="open",
+        )
+    )  # fmt: skip
     relays = None
     pspec: ProxySpec | None = None
     workdir: Path | None = None
+    opened: OpenedProfile | None = None
+    error: BaseException | None = None
     try:
         proxy_cfg = None
         if begun.proxy_name is not None:
@@ -391,6 +438,7 @@ async def open_session(
                 context.on("close", lambda _c: opened._gone.set())
                 _track_origins(context, opened.visited)
                 await asyncio.to_thread(open_control.write_record, opened.as_dict())
+                observed.phase("launch")
             except BaseException:
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(context.close(), timeout=_CLOSE_TIMEOUT)
@@ -403,6 +451,7 @@ async def open_session(
                 discard = True  # the caller's block failed: keep the previous version
                 raise
             finally:
+                observed.phase("steps")  # the time it was open
                 if held.lost:
                     opened.reason = "lease-lost"
                 elif opened.reason is None:
@@ -411,11 +460,15 @@ async def open_session(
                     await asyncio.shield(
                         _finish(opened, launcher, store, workdir, ok=ok, lost=held.lost or discard)
                     )
+                    observed.phase("save")
                 finally:
                     if opened.outcome == "saved" and opened.state_mode == "persistent":
                         workdir = None  # it became the new version
                     result = {**opened.as_dict(), "reason": opened.reason}
                     await asyncio.to_thread(open_control.finish_record, name, result)
+    except BaseException as exc:
+        error = exc
+        raise
     finally:
         if workdir is not None:
             await asyncio.to_thread(shutil.rmtree, workdir, True)
@@ -426,6 +479,8 @@ async def open_session(
                 await release_browser_proxy(pspec, registry=relays)
             await relays.close()
         await held.release()
+        observed.phase("record")
+        await observed.finished(_outcome(name, opened, error, started))
 
 
 async def _check_exit_ip(
