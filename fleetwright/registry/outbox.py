@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import case, select, update
 from sqlalchemy.orm import selectinload
 
 from fleetwright.catalogue.db import session_scope
@@ -74,7 +74,10 @@ def pending_rows(url: str | None, ids: Sequence[int] | None, limit: int) -> list
 def mark_projected(url: str | None, item: Pending, document_id: str) -> bool:
     """Compare-and-set: the row is projected at `item.revision` unless it changed since.
 
-    Either way the row records what its block now holds (the merge base for UI edits).
+    Either way the row records what its block now holds (the merge base for UI edits). When
+    it changed since, the row is left pending (or made pending again): another projection may
+    have written and recorded the newer revision before this, older write landed on top of it,
+    and a row marked current over a stale block would never be written again.
     """
     values = {
         "projected": spec_json(item.spec),
@@ -94,7 +97,13 @@ def mark_projected(url: str | None, item: Pending, document_id: str) -> bool:
         s.execute(
             update(Profile)
             .where(Profile.id == item.id)
-            .values(**values)
+            .values(
+                projected_revision=case(
+                    (Profile.projected_revision > item.revision, item.revision),
+                    else_=Profile.projected_revision,
+                ),
+                **values,
+            )
             .execution_options(synchronize_session=False)
         )
         return False

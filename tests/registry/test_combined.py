@@ -257,6 +257,46 @@ def test_cli_edit_racing_the_projection_is_projected_again(
     asyncio.run(_rows_equal_blocks(catalogue_url))
 
 
+def test_an_older_projection_landing_last_leaves_the_row_pending(
+    prefect_api: str, catalogue_url: str
+) -> None:
+    """Two projections of one row race: the newer one writes and records revision 3, then the
+    older one's write (revision 2) lands on top of it. Its record must not leave the row
+    marked current over that stale block: the row is pending again, and the next projection
+    writes revision 3 back (the two-importer stress test met this once)."""
+    from fleetwright.registry.outbox import mark_projected, pending_rows
+    from fleetwright.registry.profiles import project_pending
+
+    asyncio.run(add_profile(validate_profile({"name": "late"}), url=catalogue_url))
+
+    def bump(notes: str) -> int:
+        with session_scope(catalogue_url) as s:
+            row = s.scalar(select(Profile).where(Profile.name == "late"))
+            assert row is not None
+            row.notes, row.revision = notes, row.revision + 1
+            return row.id
+
+    row_id = bump("two")
+    [older] = pending_rows(catalogue_url, [row_id], 1)  # a projector reads revision 2 ...
+    bump("three")
+    asyncio.run(project_pending([row_id], url=catalogue_url))  # ... another writes 3 and records
+    assert list_profiles(url=catalogue_url)[0]["block_pending"] is False
+
+    async def late_write() -> None:  # ... then the first one's write lands, and its record
+        async with open_block_store() as bs:
+            assert older.document_id is not None
+            await bs.update(older.document_id, BrowserProfile.from_spec(older.spec))
+
+    asyncio.run(late_write())
+    assert older.document_id is not None
+    assert mark_projected(catalogue_url, older, older.document_id) is False
+    [record] = list_profiles(url=catalogue_url)
+    assert record["notes"] == "three" and record["block_pending"] is True
+    asyncio.run(project_pending([row_id], url=catalogue_url))
+    asyncio.run(_rows_equal_blocks(catalogue_url))
+    assert list_profiles(url=catalogue_url)[0]["block_pending"] is False
+
+
 def test_edit_triggered_reconcile_reads_only_edited_blocks(
     prefect_api: str, catalogue_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
