@@ -37,6 +37,7 @@ from typing import Any
 import httpx
 from pydantic_core import to_jsonable_python
 
+from fleetwright.errors import redact_url
 from fleetwright.registry.outbox import mark_projected, pending_rows
 from fleetwright.specs import ProfileSpec
 
@@ -181,7 +182,7 @@ async def add_profile_block(row_id: int, spec: ProfileSpec, *, url: str | None =
         except (httpx.ConnectError, httpx.ConnectTimeout):
             logger.warning(
                 "the Prefect API at %s is unreachable: 1 block(s) stay pending until the next sync",
-                config.api_url,
+                redact_url(config.api_url),
             )
             return True
         except (httpx.HTTPError, ValueError, KeyError, TypeError):

@@ -150,7 +150,11 @@ def test_unreachable_database_names_url_without_password(
 
 
 def test_unreachable_api_leaves_the_block_pending(
-    prefect_api: str, home: Path, cli, monkeypatch: pytest.MonkeyPatch
+    prefect_api: str,
+    home: Path,
+    cli,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     """No Prefect API: the profile is added (runnable), its block pending, one warning; the
     next write that reaches the API projects it."""
@@ -161,11 +165,13 @@ def test_unreachable_api_leaves_the_block_pending(
         closed = s.getsockname()[1]
     from fleetwright.settings import reset_settings
 
-    monkeypatch.setenv("FLEETWRIGHT_PREFECT_API_URL", f"http://127.0.0.1:{closed}/api")
+    monkeypatch.setenv("FLEETWRIGHT_PREFECT_API_URL", f"http://u:api-s3cret@127.0.0.1:{closed}/api")
     reset_settings()
-    r = cli("profile", "add", "offline")
+    with caplog.at_level("WARNING"):
+        r = cli("profile", "add", "offline")
     assert r.code == 0, r.err
     assert "not written yet" in r.err and "Traceback" not in r.err
+    assert "stay pending" in caplog.text and "api-s3cret" not in caplog.text + r.err
     assert cli("profile", "show", "offline", "--json").json()["block_pending"] is True
     monkeypatch.delenv("FLEETWRIGHT_PREFECT_API_URL")
     reset_settings()
