@@ -198,14 +198,22 @@ def test_reconcile_between_import_rows_and_its_blocks(prefect_api: str, catalogu
     asyncio.run(_rows_equal_blocks(catalogue_url))
 
 
+@pytest.mark.parametrize("path", ["client", "direct"])
 def test_block_event_reconciled_before_the_projection_records_it(
-    prefect_api: str, catalogue_url: str, monkeypatch: pytest.MonkeyPatch
+    prefect_api: str, catalogue_url: str, monkeypatch: pytest.MonkeyPatch, path: str
 ) -> None:
-    """The projector wrote the block; its `created` event is reconciled before the projector
-    records the block on the row: the row is linked, not duplicated, and ends projected."""
+    """The projector wrote the block (through Prefect's client, or the CLI's direct path); its
+    `created` event is reconciled before the projector records the block on the row: the row
+    is linked, not duplicated, and ends projected."""
+    import fleetwright.registry.direct as direct
     import fleetwright.registry.projection as projection
 
-    real_mark = projection.mark_projected
+    if path == "direct":
+        from fleetwright.embedded.stack import register_blocks
+
+        asyncio.run(register_blocks())  # the direct path needs the block schema registered
+    writer: Any = direct if path == "direct" else projection
+    real_mark = writer.mark_projected
     seen: list[str] = []
 
     def reconcile_first(url: str | None, item: Any, document_id: str) -> bool:
@@ -214,10 +222,12 @@ def test_block_event_reconciled_before_the_projection_records_it(
                 seen.append((await reconcile_profile_block(bs, document_id, url=url)).action)
 
         asyncio.run(run())
-        return real_mark(url, item, document_id)
+        return bool(real_mark(url, item, document_id))
 
-    monkeypatch.setattr(projection, "mark_projected", reconcile_first)
-    asyncio.run(add_profile(validate_profile({"name": "early"}), url=catalogue_url))
+    monkeypatch.setattr(writer, "mark_projected", reconcile_first)
+    asyncio.run(
+        add_profile(validate_profile({"name": "early"}), url=catalogue_url, direct=path == "direct")
+    )
     assert seen == ["linked"]
     assert len(list_profiles(url=catalogue_url)) == 1
     asyncio.run(_rows_equal_blocks(catalogue_url))

@@ -234,30 +234,3 @@ def test_config_carries_the_credential_and_ca(
     assert config.verify == str(tmp_path / "ca.pem")
     monkeypatch.setenv("PREFECT_API_TLS_INSECURE_SKIP_VERIFY", "true")
     assert direct.client_config().verify is False  # type: ignore[union-attr]
-
-
-def test_block_event_reconciled_before_the_direct_write_records_it(
-    registered: str, catalogue_url: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The block is written; a reconcile of its event runs before the row records the block:
-    the row is linked, not duplicated, and ends projected (as on the client path)."""
-    from fleetwright.registry.projection import reconcile_profile_block
-
-    real_mark = direct.mark_projected
-    seen: list[str] = []
-
-    def reconcile_first(url: str | None, item: Any, document_id: str) -> bool:
-        async def run() -> None:
-            async with open_block_store() as bs:
-                seen.append((await reconcile_profile_block(bs, document_id, url=url)).action)
-
-        asyncio.run(run())
-        return real_mark(url, item, document_id)
-
-    monkeypatch.setattr(direct, "mark_projected", reconcile_first)
-    record = asyncio.run(
-        add_profile(validate_profile({"name": "early-direct"}), url=catalogue_url, direct=True)
-    )
-    assert seen == ["linked"]
-    assert [r["name"] for r in list_profiles(url=catalogue_url)] == ["early-direct"]
-    assert record["block_pending"] is False
