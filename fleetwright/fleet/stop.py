@@ -29,6 +29,7 @@ from fleetwright.catalogue.models import Profile, Run, utcnow
 from fleetwright.errors import NotFoundError, ValidationError
 
 if TYPE_CHECKING:
+    from prefect.client.orchestration import PrefectClient
     from prefect.client.schemas.objects import FlowRun
 
 __all__ = [
@@ -67,13 +68,21 @@ def stop_requested() -> str | None:
 
 class StopWatch:
     """Tells a running run-command flow to stop: Ctrl-C in this process, or its flow run
-    set to Cancelling on the API (polled every `interval`)."""
+    set to Cancelling on the API.
+
+    The Cancelling comes from Prefect's event stream (`prefect.flow-run.Cancelling` for this
+    run, over one websocket): the flow learns of it as soon as the server emits it, and asks
+    the API nothing while it runs. The flow run is read once each time the stream (re)connects
+    (a cancel sent before that) and every `interval` while the stream is unavailable.
+    """
 
     def __init__(self, flow_run_id: str | None, *, interval: timedelta = timedelta(seconds=1)):
         self.flow_run_id = flow_run_id
         self.interval = interval
         self.reason: str | None = None
         self.event = asyncio.Event()
+        #: how many times the flow run was read from the API (the stream's checks and polls)
+        self.reads = 0
         self._poller: asyncio.Task[None] | None = None
 
     def stop(self, reason: str) -> None:
@@ -86,7 +95,7 @@ class StopWatch:
         if _requested is not None:
             self.stop(_requested)
         if self.flow_run_id:
-            self._poller = asyncio.create_task(self._poll(self.flow_run_id))
+            self._poller = asyncio.create_task(self._watch(self.flow_run_id))
         return self
 
     async def __aexit__(self, *_exc: object) -> None:
@@ -95,19 +104,49 @@ class StopWatch:
             self._poller.cancel()
             await asyncio.gather(self._poller, return_exceptions=True)
 
-    async def _poll(self, flow_run_id: str) -> None:
+    async def _watch(self, flow_run_id: str) -> None:
         from prefect.client.orchestration import get_client
 
+        run_id = uuid.UUID(flow_run_id)
         async with get_client() as client:
             while not self.event.is_set():
-                await asyncio.sleep(self.interval.total_seconds())
                 try:
-                    run = await client.read_flow_run(uuid.UUID(flow_run_id))
-                except Exception:  # the API is away for a moment: ask again next time
-                    logger.debug("could not read flow run %s", flow_run_id, exc_info=True)
-                    continue
-                if run.state is not None and run.state.type.value == "CANCELLING":
-                    self.stop(run.state.message or "the run was cancelled")
+                    await self._follow_stream(client, run_id)
+                except Exception as exc:  # no stream (a proxy without websockets, a restart)
+                    logger.debug("event stream for flow run %s: %r", flow_run_id, exc)
+                if self.event.is_set():
+                    return
+                # the stream is away: ask the API, then try the stream again
+                await asyncio.sleep(self.interval.total_seconds())
+                await self._check(client, run_id)
+
+    async def _follow_stream(self, client: PrefectClient, run_id: uuid.UUID) -> None:
+        from prefect.events.clients import get_events_subscriber
+        from prefect.events.filters import EventFilter, EventNameFilter, EventResourceFilter
+
+        wanted = EventFilter(
+            event=EventNameFilter(name=["prefect.flow-run.Cancelling"]),
+            resource=EventResourceFilter(id=[f"prefect.flow-run.{run_id}"]),
+        )
+        async with get_events_subscriber(filter=wanted, reconnection_attempts=2) as events:
+            if await self._check(client, run_id):  # cancelled before the stream was open
+                return
+            async for _event in events:
+                if await self._check(client, run_id):
+                    return
+
+    async def _check(self, client: PrefectClient, run_id: uuid.UUID) -> bool:
+        """Read the flow run; stop if it is Cancelling. Whether it stopped."""
+        self.reads += 1
+        try:
+            run = await client.read_flow_run(run_id)
+        except Exception:  # the API is away for a moment: ask again next time
+            logger.debug("could not read flow run %s", run_id, exc_info=True)
+            return False
+        if run.state is not None and run.state.type.value == "CANCELLING":
+            self.stop(run.state.message or "the run was cancelled")
+            return True
+        return False
 
 
 async def close_task_runs(
