@@ -156,7 +156,12 @@ async def run_profile_session(
             write_result=should_persist_result(),
         )
         return cast("dict[str, Any]", failed)
-    logger.info("session on %s ok in %.0f ms (run %s)", profile, result.duration_ms, result.run_id)
+    # one line per session: the saved state's version rides on it rather than on a line of
+    # its own (each line is a record the API stores)
+    saved = f", state v{result.state_version}" if result.state_version is not None else ""
+    logger.info(
+        "session on %s ok in %.0f ms (run %s%s)", profile, result.duration_ms, result.run_id, saved
+    )
     return result.as_dict()
 
 

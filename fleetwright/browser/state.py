@@ -468,7 +468,7 @@ class StateStore:
         self._forget(profile_name, old, kept)
         referenced = {self._abs(p) for p in kept if not _remote(p)}
         self._sweep_orphans(profile_name, keep=path, referenced=referenced)
-        logger.info("Saved state version %d of profile %s", version, profile_name)
+        logger.debug("Saved state version %d of profile %s", version, profile_name)
         return version
 
     def _save_remote(self, profile_name: str, state: BrowserState, run_id: int | None) -> int:
@@ -492,7 +492,7 @@ class StateStore:
         self._forget(profile_name, old, kept)
         if self.backend == "object":
             self._sweep_objects(profile_name, kept)
-        logger.info("Saved state version %d of profile %s", version, profile_name)
+        logger.debug("Saved state version %d of profile %s", version, profile_name)
         return version
 
     # -- both modes --------------------------------------------------------------------
@@ -649,7 +649,7 @@ class StateStore:
         referenced = {self._abs(p) for p in kept if not _remote(p)}
         self._sweep_orphans(profile_name, keep=target, referenced=referenced)
         self._stage(folder, target)
-        logger.info("Saved persistent state version %d of profile %s", version, profile_name)
+        logger.debug("Saved persistent state version %d of profile %s", version, profile_name)
         return version
 
     def _commit_object(self, profile_name: str, workdir: Path, run_id: int | None) -> int:
@@ -688,7 +688,7 @@ class StateStore:
         self._forget(profile_name, old, kept)
         self._sweep_objects(profile_name, kept)
         self._stage(folder, cached)
-        logger.info("Saved persistent state version %d of profile %s", version, profile_name)
+        logger.debug("Saved persistent state version %d of profile %s", version, profile_name)
         return version
 
     def discard(self, workdir: Path) -> None:

@@ -4,6 +4,7 @@ run's page in Prefect, on the profile, as an event, and kept by the reconcile af
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import Iterator
 from datetime import timedelta
@@ -107,6 +108,15 @@ def test_failover_is_logged_on_the_run_and_survives_reconciles(
             break
         time.sleep(0.5)
     assert found, lines
+    # one line per session, with the state version the session saved (no line of its own)
+    while not [m for m in lines if m.startswith("session on mover ok")]:
+        assert time.monotonic() < deadline + 15, lines
+        time.sleep(0.5)
+        lines = asyncio.run(_logs(flow_run_id))
+    assert [
+        m for m in lines if re.fullmatch(r"session on mover ok in \d+ ms \(run \d+, state v1\)", m)
+    ], lines
+    assert not [m for m in lines if "Saved state version" in m], lines
     record = get_profile("mover")
     assert (record["proxy"], record["bound_proxy"]) == ("fo-a", "fo-b")
     deadline = time.monotonic() + 15
