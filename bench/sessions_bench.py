@@ -236,6 +236,9 @@ async def _persistent_launch(bench: Bench, pool: BrowserPool, pw: Any) -> Figure
 
 
 async def run(bench: Bench) -> dict[str, Figure]:
+    # the engine's sessions send their started/finished events to Prefect's API, as they do
+    # in use; without a server (`--only sessions`) its events client would retry meanwhile
+    bench.prefect()
     figures: dict[str, Figure] = {}
     async with BrowserPool(browsers=1) as pool, async_playwright() as pw:
         browser = await pw.chromium.launch(**bare_launch_kwargs())
