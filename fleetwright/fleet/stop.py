@@ -46,6 +46,8 @@ logger = logging.getLogger(__name__)
 
 CANCELLED = "cancelled"
 _OPEN_TASK_STATES = ("SCHEDULED", "PENDING", "RUNNING", "PAUSED")
+#: after the event stream was refused, StopWatch polls this long before trying it again
+_STREAM_RETRY_S = 30.0
 
 _requested: str | None = None
 _watches: set[StopWatch] = set()
@@ -73,7 +75,8 @@ class StopWatch:
     The Cancelling comes from Prefect's event stream (`prefect.flow-run.Cancelling` for this
     run, over one websocket): the flow learns of it as soon as the server emits it, and asks
     the API nothing while it runs. The flow run is read once each time the stream (re)connects
-    (a cancel sent before that) and every `interval` while the stream is unavailable.
+    (a cancel sent before that) and every `interval` while the stream is unavailable (a refused
+    stream is tried again after 30 s).
     """
 
     def __init__(self, flow_run_id: str | None, *, interval: timedelta = timedelta(seconds=1)):
@@ -108,15 +111,19 @@ class StopWatch:
         from prefect.client.orchestration import get_client
 
         run_id = uuid.UUID(flow_run_id)
+        loop = asyncio.get_running_loop()
+        stream_at = 0.0  # when to (re)try the stream; a refused one is retried after a while
         async with get_client() as client:
             while not self.event.is_set():
-                try:
-                    await self._follow_stream(client, run_id)
-                except Exception as exc:  # no stream (a proxy without websockets, a restart)
-                    logger.debug("event stream for flow run %s: %r", flow_run_id, exc)
-                if self.event.is_set():
-                    return
-                # the stream is away: ask the API, then try the stream again
+                if loop.time() >= stream_at:
+                    try:
+                        await self._follow_stream(client, run_id)
+                    except Exception as exc:  # no stream (a proxy without websockets, a restart)
+                        logger.debug("event stream for flow run %s: %r", flow_run_id, exc)
+                        stream_at = loop.time() + _STREAM_RETRY_S
+                    if self.event.is_set():
+                        return
+                # the stream is away: ask the API
                 await asyncio.sleep(self.interval.total_seconds())
                 await self._check(client, run_id)
 

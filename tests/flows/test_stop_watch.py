@@ -66,7 +66,10 @@ def test_without_the_event_stream_it_polls(
 ) -> None:
     import prefect.events.clients
 
+    tries: list[int] = []
+
     def refused(*_a: Any, **_k: Any) -> Any:
+        tries.append(1)
         raise OSError("no websocket here")
 
     monkeypatch.setattr(prefect.events.clients, "get_events_subscriber", refused)
@@ -74,6 +77,7 @@ def test_without_the_event_stream_it_polls(
     assert not early
     assert watch.reason == "cancelled by the stop-watch test"
     assert watch.reads >= 5, watch.reads
+    assert len(tries) == 1  # a refused stream is not retried every poll
 
 
 def test_a_cancel_sent_before_the_watch_starts_stops_it_at_once(prefect_api: str) -> None:
