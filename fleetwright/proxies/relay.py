@@ -21,6 +21,7 @@ import logging
 import secrets
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 from urllib.parse import urlsplit
 
 from python_socks import ProxyError as SocksProxyError
@@ -39,6 +40,7 @@ _HOST = "127.0.0.1"
 _TYPES = {"socks5": ProxyType.SOCKS5, "http": ProxyType.HTTP}
 _HEAD_LIMIT = 64 * 1024
 _AUTH_TRIES = 3
+_DRAIN_S = 5.0
 _HOP_HEADERS = frozenset(
     {b"proxy-authorization", b"proxy-connection", b"connection", b"keep-alive", b"te", b"trailer"}
 )
@@ -55,6 +57,9 @@ class _Stats:
     failures: int = 0
     active: int = 0
     refused: int = 0
+    #: connections opened through the upstream, and plain-HTTP requests sent on one already open
+    upstreams: int = 0
+    reused: int = 0
 
 
 class _BadRequest(Exception):
@@ -251,29 +256,11 @@ class SocksRelay:
         )
         return None
 
-    async def _forward(
-        self,
-        method: bytes,
-        target: bytes,
-        headers: list[tuple[bytes, bytes]],
-        reader: asyncio.StreamReader,
-        writer: asyncio.StreamWriter,
-    ) -> None:
-        """Open the target through the upstream; tunnel (CONNECT) or pass one request on."""
-        text = target.decode("latin-1")
-        if method == b"CONNECT":
-            host, port = _host_port(text, 443)
-            first = b""
-        else:
-            url = urlsplit(text)
-            if url.scheme != "http" or not url.netloc:
-                raise _BadRequest(b"400 Bad Request")
-            host, port = _host_port(url.netloc, 80)
-            path = (url.path or "/") + (f"?{url.query}" if url.query else "")
-            kept = [(n, v) for n, v in headers if n.lower() not in _HOP_HEADERS]
-            lines = [method + b" " + path.encode("latin-1") + b" HTTP/1.1"]
-            lines += [n + b": " + v for n, v in kept] + [b"Connection: close"]
-            first = b"\r\n".join(lines) + b"\r\n\r\n"
+    async def _open(
+        self, host: str, port: int, writer: asyncio.StreamWriter
+    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter] | None:
+        """A connection to host:port through the upstream; None (and 502/504 answered to the
+        client) when the upstream cannot open it."""
         try:
             sock = await self._client().connect(host, port, timeout=self._timeout.total_seconds())
         except (SocksProxyError, SocksTimeoutError, OSError) as exc:
@@ -292,19 +279,182 @@ class SocksRelay:
             )
             writer.write(_response(status))
             await writer.drain()
+            return None
+        self.stats.upstreams += 1
+        return await asyncio.open_connection(sock=sock)
+
+    async def _forward(
+        self,
+        method: bytes,
+        target: bytes,
+        headers: list[tuple[bytes, bytes]],
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+    ) -> None:
+        """Open the target through the upstream; tunnel (CONNECT) or pass requests on."""
+        if method != b"CONNECT":
+            await self._forward_http(method, target, headers, reader, writer)
             return
-        up_reader, up_writer = await asyncio.open_connection(sock=sock)
+        await self._tunnel(target, reader, writer)
+
+    async def _tunnel(
+        self, target: bytes, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        host, port = _host_port(target.decode("latin-1"), 443)
+        opened = await self._open(host, port, writer)
+        if opened is None:
+            return
+        up_reader, up_writer = opened
         try:
-            if method == b"CONNECT":
-                writer.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
-                await writer.drain()
-            else:
-                up_writer.write(first)
+            writer.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
+            await writer.drain()
             await asyncio.gather(_pipe(reader, up_writer), _pipe(up_reader, writer))
         finally:
             up_writer.close()
             with contextlib.suppress(Exception):
                 await up_writer.wait_closed()
+
+    async def _forward_http(
+        self,
+        method: bytes,
+        target: bytes,
+        headers: list[tuple[bytes, bytes]],
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+    ) -> None:
+        """Pass plain-HTTP requests on, keeping the browser's connection and the upstream one
+        open between requests to the same host:port (HTTP/1.1 keep-alive), as Chromium does
+        with a SOCKS5 proxy of its own: one upstream handshake per connection, not per request.
+
+        Responses are piped as they come; the browser sends its next request only once it has
+        the whole response, so a request for another host:port closes the upstream connection
+        and opens a new one. When the upstream hangs up, so does the relay (the response may
+        end with the connection)."""
+        up: tuple[tuple[str, int], asyncio.StreamWriter, asyncio.Future[None]] | None = None
+        head: asyncio.Future[bytes] | None = None
+        try:
+            while True:
+                if method == b"CONNECT":  # a tunnel asked for after plain requests
+                    if up is not None:
+                        await _close_upstream(up[1], up[2])
+                        up = None
+                    await self._tunnel(target, reader, writer)
+                    return
+                url = urlsplit(target.decode("latin-1"))
+                if url.scheme != "http" or not url.netloc:
+                    raise _BadRequest(b"400 Bad Request")
+                where = _host_port(url.netloc, 80)
+                if up is None or up[0] != where or up[2].done():
+                    if up is not None:
+                        await _close_upstream(up[1], up[2])
+                        up = None
+                    opened = await self._open(*where, writer)
+                    if opened is None:
+                        return
+                    up_reader, up_writer = opened
+                    up = (where, up_writer, asyncio.ensure_future(_pump(up_reader, writer)))
+                else:
+                    self.stats.reused += 1
+                path = (url.path or "/") + (f"?{url.query}" if url.query else "")
+                kept = [(n, v) for n, v in headers if n.lower() not in _HOP_HEADERS]
+                lines = [method + b" " + path.encode("latin-1") + b" HTTP/1.1"]
+                lines += [n + b": " + v for n, v in kept]
+                if _wants_close(headers):
+                    lines.append(b"Connection: close")
+                up[1].write(b"\r\n".join(lines) + b"\r\n\r\n")
+                await _copy_body(headers, reader, up[1])
+                await up[1].drain()
+                # the next request on this connection, unless the upstream hangs up first
+                head = asyncio.ensure_future(reader.readuntil(b"\r\n\r\n"))
+                either: list[asyncio.Future[Any]] = [head, up[2]]
+                await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
+                if not head.done():
+                    return  # the upstream hung up
+                read, head = head, None
+                try:
+                    method, target, headers = _split_head(read.result())
+                except asyncio.IncompleteReadError:
+                    # the browser is done sending: let the upstream finish its answer
+                    with contextlib.suppress(Exception):
+                        if up[1].can_write_eof():
+                            up[1].write_eof()
+                    await asyncio.wait([up[2]], timeout=_DRAIN_S)
+                    return
+        finally:
+            if head is not None:
+                head.cancel()
+                with contextlib.suppress(BaseException):
+                    await head
+            if up is not None:
+                await _close_upstream(up[1], up[2])
+
+
+async def _pump(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+    """Upstream bytes to the browser, until the upstream hangs up (no EOF passed on: the
+    relay closes the browser's connection itself)."""
+    with contextlib.suppress(ConnectionError, OSError):
+        while data := await src.read(65536):
+            dst.write(data)
+            await dst.drain()
+
+
+async def _close_upstream(up_writer: asyncio.StreamWriter, pump: asyncio.Future[None]) -> None:
+    pump.cancel()
+    with contextlib.suppress(BaseException):
+        await pump
+    up_writer.close()
+    with contextlib.suppress(Exception):
+        await up_writer.wait_closed()
+
+
+def _wants_close(headers: list[tuple[bytes, bytes]]) -> bool:
+    for name, value in headers:
+        if name.lower() in (b"connection", b"proxy-connection") and b"close" in value.lower():
+            return True
+    return False
+
+
+async def _copy_body(
+    headers: list[tuple[bytes, bytes]], src: asyncio.StreamReader, dst: asyncio.StreamWriter
+) -> None:
+    """A request's body from the browser to the upstream, framed by its Content-Length or
+    chunked encoding (nothing when it has neither)."""
+    length, chunked = 0, False
+    for name, value in headers:
+        lowered = name.lower()
+        if lowered == b"transfer-encoding":
+            chunked = b"chunked" in value.lower()
+        elif lowered == b"content-length":
+            if not value.isdigit():
+                raise _BadRequest(b"400 Bad Request")
+            length = int(value)
+    if chunked:
+        while True:
+            line = await src.readuntil(b"\r\n")
+            dst.write(line)
+            size_text = line.split(b";", 1)[0].strip()
+            try:
+                size = int(size_text, 16)
+            except ValueError:
+                raise _BadRequest(b"400 Bad Request") from None
+            if size == 0:
+                while (trailer := await src.readuntil(b"\r\n")) != b"\r\n":
+                    dst.write(trailer)
+                dst.write(trailer)
+                return
+            await _copy_exactly(src, dst, size + 2)  # the chunk and its CRLF
+    elif length:
+        await _copy_exactly(src, dst, length)
+
+
+async def _copy_exactly(src: asyncio.StreamReader, dst: asyncio.StreamWriter, n: int) -> None:
+    while n > 0:
+        data = await src.read(min(n, 65536))
+        if not data:
+            raise asyncio.IncompleteReadError(b"", n)
+        dst.write(data)
+        await dst.drain()
+        n -= len(data)
 
 
 def _has_body(headers: list[tuple[bytes, bytes]]) -> bool:
