@@ -94,8 +94,16 @@ async def run(bench: Bench) -> dict[str, Figure]:
     load_bench_command(bench.root / "commands")
     await fleetwright_run(profiles, 4, bench.site(0).url)  # warm-up: every profile has a state
     await bare_script(profiles, 4, bench.site(0).url)
-    figures: dict[str, Figure] = {}
     meter = CpuMeter(bench)
+    try:
+        return await _measure(bench, meter, profiles)
+    finally:
+        meter.close()
+
+
+async def _measure(bench: Bench, meter: CpuMeter, profiles: list[str]) -> dict[str, Figure]:
+    n = bench.sizes.throughput_sessions
+    figures: dict[str, Figure] = {}
     for concurrency, delay in CONFIGS:
         url = bench.site(delay).url
         cpu: dict[str, list[dict[str, float]]] = {"a": [], "b": []}
