@@ -13,7 +13,12 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from fleetwright.browser import BrowserPool
-from fleetwright.browser.chromium import chromium_args, find_chromium, needs_no_sandbox
+from fleetwright.browser.chromium import (
+    chromium_args,
+    find_chromium,
+    find_headless_shell,
+    needs_no_sandbox,
+)
 from fleetwright.commands import (
     CommandSpec,
     TraceMode,
@@ -144,9 +149,10 @@ async def bare_session(
 
 
 def bare_launch_kwargs() -> dict[str, Any]:
-    """Launch options for bare Playwright: the same Chromium and flags Fleetwright uses."""
+    """Launch options for bare Playwright: the same Chromium and flags Fleetwright uses (its
+    headless shell when FLEETWRIGHT_HEADLESS_SHELL asks for it, as for Fleetwright's sessions)."""
     return {
-        "executable_path": str(find_chromium()),
+        "executable_path": str(find_headless_shell() or find_chromium()),
         "args": chromium_args(),
         "headless": True,
         "chromium_sandbox": not needs_no_sandbox(),

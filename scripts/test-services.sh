@@ -3,7 +3,7 @@
 # PostgreSQL and Redis.
 # Sourced by scripts/test.sh; says exactly what is missing when it cannot provide it.
 
-apt_install tinyproxy microsocks xvfb nginx prometheus libnss3-tools socat  # socat: the multi-host tests' forwarders; certutil: a CA for Chromium in the TLS tests
+apt_install tinyproxy microsocks xvfb nginx prometheus libnss3-tools socat chromium-headless-shell  # socat: the multi-host tests' forwarders; certutil: a CA for Chromium in the TLS tests; the headless shell: FLEETWRIGHT_HEADLESS_SHELL's tests
 
 export FLEETWRIGHT_TEST_DATABASE_URL=${FLEETWRIGHT_TEST_DATABASE_URL:-postgresql+psycopg://root@127.0.0.1:5432/postgres}
 pg_up() { .venv/bin/python - "$FLEETWRIGHT_TEST_DATABASE_URL" <<'PY' >/dev/null 2>&1

@@ -20,6 +20,7 @@ __all__ = [
     "SYSTEM_CANDIDATES",
     "chromium_args",
     "find_chromium",
+    "find_headless_shell",
     "launch_options",
     "needs_no_sandbox",
     "quiet_profile",
@@ -155,6 +156,38 @@ def quiet_profile(user_data_dir: Path) -> None:
     tmp.write_text(json.dumps(data), encoding="utf-8")
     tmp.chmod(0o600)
     tmp.replace(prefs_file)
+
+
+#: Where Debian's `chromium-headless-shell` package puts Chromium's headless shell: the binary
+#: itself first (its /usr/bin wrapper runs it as a child rather than in its place).
+HEADLESS_SHELL_CANDIDATES: tuple[str, ...] = (
+    "/usr/lib/chromium/chromium-headless-shell",
+    "/usr/bin/chromium-headless-shell",
+)
+
+
+def find_headless_shell(settings: Settings | None = None) -> Path | None:
+    """The headless shell to run shared headless browsers in, when the settings ask for one
+    (FLEETWRIGHT_HEADLESS_SHELL: a path, or `auto`); None when they do not."""
+    settings = settings or get_settings()
+    wanted = (settings.headless_shell or "").strip()
+    if not wanted or wanted.lower() in ("off", "false", "0", "no"):
+        return None
+    if wanted.lower() == "auto":
+        for candidate in HEADLESS_SHELL_CANDIDATES:
+            if _usable(Path(candidate)):
+                return Path(candidate)
+        raise ConfigurationError(
+            "FLEETWRIGHT_HEADLESS_SHELL=auto found no headless shell; install one with "
+            "`apt-get install chromium-headless-shell`, give its path, or unset the setting"
+        )
+    path = Path(wanted).expanduser()
+    if not _usable(path):
+        raise ConfigurationError(
+            f"FLEETWRIGHT_HEADLESS_SHELL={wanted} is not an executable file; fix the path, "
+            "use `auto`, or unset it to run sessions in the full Chromium"
+        )
+    return path
 
 
 def _usable(path: Path) -> bool:

@@ -16,7 +16,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from fleetwright.browser.artifacts import SessionArtifacts, default_run_key
-from fleetwright.browser.chromium import find_chromium, launch_options, quiet_profile
+from fleetwright.browser.chromium import (
+    find_chromium,
+    find_headless_shell,
+    launch_options,
+    quiet_profile,
+)
 from fleetwright.browser.env import browser_env, scrub_driver_env
 from fleetwright.browser.errors import map_playwright_error
 from fleetwright.browser.procs import TAG_VAR, alive, kill_tree, tagged_pids
@@ -96,6 +101,7 @@ class BrowserPool:
         self._pw: Playwright | None = None
         self._pw_cm: Any = None
         self._executable: Path | None = None
+        self._shell: Path | None = None
         self._shared: list[_Browser] = []
         self._persistent: set[_Browser] = set()
         self._lock = asyncio.Lock()
@@ -124,6 +130,7 @@ class BrowserPool:
         from playwright.async_api import async_playwright
 
         executable = find_chromium(settings=self.settings, playwright_executable=None)
+        shell = find_headless_shell(self.settings) if self.headless else None
         scrub_driver_env(allow=self.settings.browser_env_allow)
         cm = async_playwright()
         pw = await cm.__aenter__()
@@ -132,11 +139,19 @@ class BrowserPool:
             with contextlib.suppress(ConfigurationError):
                 executable = find_chromium(settings=self.settings, playwright_executable=str(own))
         self._pw, self._pw_cm, self._executable = pw, cm, executable
+        self._shell = shell
 
-    def _launch_kwargs(self, tag: str) -> dict[str, Any]:
-        assert self._executable is not None
+    @property
+    def shared_executable(self) -> Path | None:
+        """What shared (storage-mode) browsers run: the headless shell when the settings ask
+        for it, else the Chromium every browser runs."""
+        return self._shell or self._executable
+
+    def _launch_kwargs(self, tag: str, *, shared: bool = False) -> dict[str, Any]:
+        executable = self.shared_executable if shared else self._executable
+        assert executable is not None
         env = browser_env(allow=self.settings.browser_env_allow, add={TAG_VAR: tag})
-        return launch_options(self._executable, headless=self.headless, env=env)
+        return launch_options(executable, headless=self.headless, env=env)
 
     async def _find_pid(self, entry: _Browser) -> None:
         pids = await asyncio.to_thread(tagged_pids, entry.tag)
@@ -147,10 +162,12 @@ class BrowserPool:
         assert self._pw is not None
         entry = _Browser(tag=secrets.token_hex(8))
         try:
-            entry.browser = await self._pw.chromium.launch(**self._launch_kwargs(entry.tag))
+            entry.browser = await self._pw.chromium.launch(
+                **self._launch_kwargs(entry.tag, shared=True)
+            )
         except Exception as exc:
             raise ConfigurationError(
-                f"Chromium at {self._executable} did not start ({type(exc).__name__}); "
+                f"Chromium at {self.shared_executable} did not start ({type(exc).__name__}); "
                 "check it runs, or install one with `apt-get install chromium`"
             ) from None
         entry.browser.on("disconnected", lambda _b: self._on_disconnect(entry))

@@ -49,11 +49,14 @@ def status(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
         credential = "given" if options["headers"] else "none"
         info["prefect_auth"] = f"{credential}, {'refused' if accepted == 401 else 'accepted'}"
     try:
-        from fleetwright.browser.chromium import find_chromium
+        from fleetwright.browser.chromium import find_chromium, find_headless_shell
 
         info["chromium"] = str(find_chromium(settings))
+        if settings.headless_shell:
+            shell = find_headless_shell(settings)
+            info["headless_shell"] = str(shell) if shell else "off"
     except FleetwrightError as exc:
-        info["chromium"] = None
+        info.setdefault("chromium", None)
         info["chromium_error"] = exc.message
     except ImportError:
         info["chromium"] = None
