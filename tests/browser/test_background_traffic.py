@@ -13,11 +13,13 @@ import pytest
 
 from fleetwright.browser import BrowserPool, LaunchSpec, ProxyConfig
 from fleetwright.browser.chromium import (
+    HEADLESS_SHELL_CANDIDATES,
     NO_MODELS_MANIFEST,
     QUIET_PREFERENCES,
     chromium_args,
     quiet_profile,
 )
+from fleetwright.settings import Settings
 from fleetwright.testing.proxies import TinyProxy
 from fleetwright.testing.site import SiteServer
 
@@ -69,17 +71,24 @@ def test_quiet_profile_merges_into_saved_preferences(tmp_path: Path) -> None:
 
 
 @pytest.mark.browser
-@pytest.mark.parametrize("mode", ["storage", "persistent"])
+@pytest.mark.parametrize(
+    ("mode", "shell"), [("storage", False), ("persistent", False), ("storage", True)]
+)
 async def test_only_the_page_goes_through_the_proxy(
-    make_profile: Callable[..., str], site: SiteServer, tinyproxy: TinyProxy, mode: str
-) -> None:
+    make_profile: Callable[..., str], site: SiteServer, tinyproxy: TinyProxy, mode: str,
+    shell: bool,
+) -> None:  # fmt: skip
+    """`shell`: the storage profile in Chromium's headless shell (FLEETWRIGHT_HEADLESS_SHELL)."""
+    if shell and not any(Path(c).is_file() for c in HEADLESS_SHELL_CANDIDATES):
+        pytest.skip("apt-get install chromium-headless-shell (scripts/test-services.sh does)")
     proxy = ProxyConfig.build(
         server=f"http://127.0.0.1:{tinyproxy.port}", username="fleet", password="bg-pw"
     )
-    name = make_profile(f"quiet-{mode}", state_mode=mode)
+    name = make_profile(f"quiet-{mode}{'-shell' if shell else ''}", state_mode=mode)
     spec = LaunchSpec(profile_name=name, state_mode=mode, proxy=proxy)
     own = f"127.0.0.1:{site.port}"
-    pool = BrowserPool(browsers=1)
+    settings = Settings(headless_shell="auto" if shell else None)
+    pool = BrowserPool(browsers=1, settings=settings)
     try:
         for launch in ("first", "relaunch"):
             async with pool.session(spec) as s:
