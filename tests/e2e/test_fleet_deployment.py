@@ -230,7 +230,9 @@ def test_run_cancel_of_a_deployment_run(stack: Stack) -> None:
     with session_scope() as s:
         runs = s.scalars(select(Run).where(Run.flow_run_id == fleet.id)).all()
         leases = s.scalars(select(Profile.lease_holder).where(Profile.name.in_(names))).all()
-    assert {r.status for r in runs} <= {"ok", "cancelled"}
+    assert {r.status for r in runs} <= {"ok", "cancelled"}, [
+        (r.profile_name, r.status, r.error_type, r.error) for r in runs if r.status == "failed"
+    ]
     assert all(holder is None for holder in leases)
     assert not {"RUNNING", "PENDING"} & set(asyncio.run(_task_states(fleet.id)).values())
     time.sleep(10)
