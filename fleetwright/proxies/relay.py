@@ -206,7 +206,11 @@ class SocksRelay:
             request = await asyncio.wait_for(self._authenticate(reader, writer), timeout=10)
             if request is not None:
                 self.stats.connections += 1
-                await self._forward(*request, reader, writer)
+                method, target, headers = request
+                if method == b"CONNECT":
+                    await self._tunnel(target, reader, writer)
+                else:
+                    await self._forward_http(method, target, headers, reader, writer)
         except _BadRequest as exc:
             with contextlib.suppress(Exception):
                 writer.write(_response(exc.status))
@@ -282,20 +286,6 @@ class SocksRelay:
             return None
         self.stats.upstreams += 1
         return await asyncio.open_connection(sock=sock)
-
-    async def _forward(
-        self,
-        method: bytes,
-        target: bytes,
-        headers: list[tuple[bytes, bytes]],
-        reader: asyncio.StreamReader,
-        writer: asyncio.StreamWriter,
-    ) -> None:
-        """Open the target through the upstream; tunnel (CONNECT) or pass requests on."""
-        if method != b"CONNECT":
-            await self._forward_http(method, target, headers, reader, writer)
-            return
-        await self._tunnel(target, reader, writer)
 
     async def _tunnel(
         self, target: bytes, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
