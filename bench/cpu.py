@@ -45,12 +45,13 @@ _PR_SET_CHILD_SUBREAPER = 36
 _ORPHAN_WAIT_S = 3.0
 
 
-def _become_subreaper() -> bool:
-    """Make this process the reaper of its orphaned descendants; False where unsupported."""
+def _set_subreaper(on: bool) -> bool:
+    """Make this process the reaper of its orphaned descendants (or stop); False where
+    unsupported."""
     if not sys.platform.startswith("linux"):
         return False
     libc = ctypes.CDLL(None, use_errno=True)
-    return int(libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)) == 0
+    return int(libc.prctl(_PR_SET_CHILD_SUBREAPER, int(on), 0, 0, 0)) == 0
 
 
 def _own(times: psutil._common.pcputimes) -> float:  # type: ignore[name-defined]
@@ -85,7 +86,7 @@ class CpuMeter:
         self.bench = bench
         self.me = psutil.Process()
         #: whether orphaned Chromium processes come back to this process to be reaped
-        self.subreaper = self.subreaper_was = _become_subreaper()
+        self.subreaper = _set_subreaper(True)
         #: how many it has reaped
         self.reaped = 0
 
@@ -94,8 +95,7 @@ class CpuMeter:
         own, which the meter does not follow)."""
         if self.subreaper:
             self._reap_orphans()
-            libc = ctypes.CDLL(None, use_errno=True)
-            libc.prctl(_PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0)
+            _set_subreaper(False)
             self.subreaper = False
 
     def _reap_orphans(self) -> None:

@@ -51,8 +51,9 @@ async def main() -> None:
         live = renderers_ms()  # the last renderer alone, still running
         await browser.close()
     spent = meter.sample().minus(before)
+    subreaper = meter.subreaper
     meter.close()
-    print(json.dumps({"subreaper": meter.subreaper_was, "reaped": meter.reaped,
+    print(json.dumps({"subreaper": subreaper, "reaped": meter.reaped,
                       "browser_ms": spent["browser"], "last_renderer_ms": live}))
 
 asyncio.run(main())
