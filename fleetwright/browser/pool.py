@@ -24,7 +24,7 @@ from fleetwright.browser.chromium import (
 )
 from fleetwright.browser.env import browser_env, scrub_driver_env
 from fleetwright.browser.errors import map_playwright_error
-from fleetwright.browser.procs import TAG_VAR, alive, kill_tree, tagged_pids
+from fleetwright.browser.procs import TAG_VAR, alive, detach_driver, kill_tree, tagged_pids
 from fleetwright.browser.redaction import register_secrets
 from fleetwright.browser.session import BrowserSession, read_session_file
 from fleetwright.browser.session_storage import restore_script, split_origins
@@ -132,6 +132,7 @@ class BrowserPool:
         executable = find_chromium(settings=self.settings, playwright_executable=None)
         shell = find_headless_shell(self.settings) if self.headless else None
         scrub_driver_env(allow=self.settings.browser_env_allow)
+        detach_driver()
         cm = async_playwright()
         pw = await cm.__aenter__()
         if self.settings.chromium_executable is None:

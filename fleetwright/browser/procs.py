@@ -1,14 +1,30 @@
-"""Find and stop the Chromium processes a pool launched, through /proc (Linux)."""
+"""Find and stop the Chromium processes a pool launched, through /proc (Linux); start
+Playwright's driver out of the caller's process group."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import logging
 import os
 import signal
+import threading
+import types
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
-__all__ = ["TAG_VAR", "ProcessWatch", "alive", "descendants", "kill_tree", "tagged_pids"]
+__all__ = [
+    "TAG_VAR",
+    "ProcessWatch",
+    "alive",
+    "descendants",
+    "detach_driver",
+    "kill_tree",
+    "tagged_pids",
+]
+
+logger = logging.getLogger(__name__)
 
 #: Environment variable whose value names the pool browser a process belongs to.
 TAG_VAR = "FLEETWRIGHT_BROWSER_ID"
@@ -104,3 +120,47 @@ class ProcessWatch:
             if _start_time(pid) == start and alive(pid):
                 left.append(pid)
         return left
+
+
+class _OwnSessionAsyncio(types.ModuleType):
+    """`asyncio` as Playwright's transport sees it, except that the driver it spawns starts a
+    session (and process group) of its own."""
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(asyncio, name)
+
+    @staticmethod
+    async def create_subprocess_exec(*args: Any, **kwargs: Any) -> asyncio.subprocess.Process:
+        kwargs.setdefault("start_new_session", True)
+        return await asyncio.create_subprocess_exec(*args, **kwargs)
+
+
+_detach_lock = threading.Lock()
+
+
+def detach_driver() -> bool:
+    """Make every Playwright this process starts from now on run its Node.js driver in a
+    session of its own (idempotent); False if this Playwright spawns it some other way.
+
+    A signal sent to the caller's process group — Prefect's worker cancelling a flow run
+    (`killpg(SIGTERM)`), Ctrl-C in a terminal — would otherwise reach the driver too. The
+    driver exits at once and takes every browser with it, so sessions that were still running
+    fail with "Target closed" before the flow can stop them and record them as cancelled.
+    Chromium itself already runs in a group of its own (Playwright launches it detached). The
+    driver still ends with the caller: when the caller dies, even by SIGKILL, its pipe closes
+    and the driver closes its browsers and exits.
+    """
+    from playwright._impl import transport
+
+    with _detach_lock:
+        current = getattr(transport, "asyncio", None)
+        if isinstance(current, _OwnSessionAsyncio):
+            return True
+        if current is not asyncio:
+            logger.warning(
+                "This Playwright starts its driver differently; the driver stays in this "
+                "process group, so a signal to the group also closes its browsers"
+            )
+            return False
+        transport.asyncio = _OwnSessionAsyncio("asyncio")  # type: ignore[attr-defined]
+        return True

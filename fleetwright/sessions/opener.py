@@ -410,8 +410,10 @@ async def open_session(
         from playwright.async_api import async_playwright
 
         from fleetwright.browser.env import scrub_driver_env
+        from fleetwright.browser.procs import detach_driver
 
         scrub_driver_env(allow=get_settings().browser_env_allow)
+        detach_driver()
 
         async with async_playwright() as pw:
             launcher = _Launcher(pw, executable, begun.spec, proxy_cfg, headed)

@@ -90,7 +90,7 @@ class Local:
         if self.proc.poll() is None:
             self.proc.kill()
         self.proc.wait(timeout=30)
-        for pid in self.family:  # a SIGKILLed run leaves its browser behind
+        for pid in self.family:  # whatever of a SIGKILLed run is still up
             try:
                 psutil.Process(pid).kill()
             except psutil.NoSuchProcess:
