@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import bindparam, delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from fleetwright.browser.files import (
@@ -63,6 +63,51 @@ _DB = "db:"
 _S3 = "s3:"
 _PACK = ".tar.zst"
 BACKENDS = ("local", "database", "object")
+
+# The statements of a state switch and of a session's state lookup, built once: a session's
+# catalogue work is a handful of short statements, and building each one anew (and its
+# compiled-cache key) cost more CPU than running it.
+_PROFILE_FOR_SWITCH = (
+    select(Profile.id, Profile.state_version)
+    .where(Profile.name == bindparam("name"))
+    .with_for_update(key_share=True)  # see proxies.locking
+)
+_VERSIONS = (
+    select(ProfileState.id, ProfileState.version, ProfileState.path)
+    .where(ProfileState.profile_id == bindparam("pid"))
+    .order_by(ProfileState.version.desc())
+)
+_ADD_VERSION = insert(ProfileState)
+_NO_SYNC = {"synchronize_session": False}  # these sessions hold no ORM objects to update
+_POINT_AT = (
+    update(Profile)
+    .where(Profile.id == bindparam("pid"))
+    .values(state_version=bindparam("version"))
+    .execution_options(**_NO_SYNC)
+)
+_DROP_VERSIONS = (
+    delete(ProfileState)
+    .where(ProfileState.id.in_(bindparam("ids", expanding=True)))
+    .execution_options(**_NO_SYNC)
+)
+_BLOB_PRESENT = select(StateBlob.id).where(
+    StateBlob.profile_id == bindparam("pid"), StateBlob.checksum == bindparam("checksum")
+)
+_ADD_BLOB = insert(StateBlob)
+_DROP_BLOBS = (
+    delete(StateBlob).where(StateBlob.profile_id == bindparam("pid")).execution_options(**_NO_SYNC)
+)
+_DROP_UNNAMED_BLOBS = _DROP_BLOBS.where(
+    StateBlob.checksum.not_in(bindparam("named", expanding=True))
+)
+_CURRENT = (
+    select(Profile.state_version, ProfileState.path, ProfileState.checksum)
+    .outerjoin(
+        ProfileState,
+        (ProfileState.profile_id == Profile.id) & (ProfileState.version == Profile.state_version),
+    )
+    .where(Profile.name == bindparam("name"))
+)
 
 
 def _remote(location: str) -> bool:
@@ -208,63 +253,49 @@ class StateStore:
         point the profile at it, drop the rows beyond the newest `keep` and the blobs no row
         names any more. Returns the version, the dropped rows' locations, the kept ones."""
         with session_scope(self.url) as session:
-            found = session.execute(
-                select(Profile.id, Profile.state_version)
-                .where(Profile.name == profile_name)
-                .with_for_update(key_share=True)  # see proxies.locking
-            ).one_or_none()
+            found = session.execute(_PROFILE_FOR_SWITCH, {"name": profile_name}).one_or_none()
             if found is None:
                 raise NotFoundError(
                     f"Profile {profile_name!r} is not in the catalogue; "
                     "create it first (fleetwright profile add)"
                 )
             profile_id, current = found
-            rows = session.execute(
-                select(ProfileState.id, ProfileState.version, ProfileState.path)
-                .where(ProfileState.profile_id == profile_id)
-                .order_by(ProfileState.version.desc())
-            ).all()
+            rows = session.execute(_VERSIONS, {"pid": profile_id}).all()
             version = max(current, rows[0].version if rows else 0) + 1
             session.execute(
-                insert(ProfileState).values(
-                    profile_id=profile_id,
-                    version=version,
-                    path=location,
-                    size_bytes=size,
-                    checksum=checksum,
-                    run_id=run_id,
-                )
+                _ADD_VERSION,
+                {
+                    "profile_id": profile_id,
+                    "version": version,
+                    "path": location,
+                    "size_bytes": size,
+                    "checksum": checksum,
+                    "run_id": run_id,
+                },
             )
-            session.execute(
-                update(Profile).where(Profile.id == profile_id).values(state_version=version)
-            )
+            session.execute(_POINT_AT, {"pid": profile_id, "version": version})
             kept, doomed = rows[: max(self.keep - 1, 0)], rows[max(self.keep - 1, 0) :]
             if doomed:
-                session.execute(
-                    delete(ProfileState).where(ProfileState.id.in_([r.id for r in doomed]))
-                )
+                session.execute(_DROP_VERSIONS, {"ids": [r.id for r in doomed]})
             kept_paths = {location, *(r.path for r in kept)}
             if blob is not None:
-                present = session.scalar(
-                    select(StateBlob.id).where(
-                        StateBlob.profile_id == profile_id, StateBlob.checksum == checksum
-                    )
-                )
+                present = session.scalar(_BLOB_PRESENT, {"pid": profile_id, "checksum": checksum})
                 if present is None:
                     session.execute(
-                        insert(StateBlob).values(
-                            profile_id=profile_id,
-                            checksum=checksum,
-                            size_bytes=len(blob),
-                            data=blob,
-                        )
+                        _ADD_BLOB,
+                        {
+                            "profile_id": profile_id,
+                            "checksum": checksum,
+                            "size_bytes": len(blob),
+                            "data": blob,
+                        },
                     )
             if blob is not None or any(r.path.startswith(_DB) for r in doomed):
-                named = {p[len(_DB) :] for p in kept_paths if p.startswith(_DB)}
-                unnamed = delete(StateBlob).where(StateBlob.profile_id == profile_id)
+                named = sorted(p[len(_DB) :] for p in kept_paths if p.startswith(_DB))
                 if named:
-                    unnamed = unnamed.where(StateBlob.checksum.not_in(named))
-                session.execute(unnamed)
+                    session.execute(_DROP_UNNAMED_BLOBS, {"pid": profile_id, "named": named})
+                else:
+                    session.execute(_DROP_BLOBS, {"pid": profile_id})
             return version, [r.path for r in doomed], kept_paths
 
     def _delete_paths(self, paths: list[Path]) -> None:
@@ -343,15 +374,7 @@ class StateStore:
     # -- storage mode ------------------------------------------------------------------
     def current_in(self, session: Session, profile_name: str) -> StoredRef:
         """In the caller's transaction: the version the profile points at, and its file."""
-        found = session.execute(
-            select(Profile.state_version, ProfileState.path, ProfileState.checksum)
-            .outerjoin(
-                ProfileState,
-                (ProfileState.profile_id == Profile.id)
-                & (ProfileState.version == Profile.state_version),
-            )
-            .where(Profile.name == profile_name)
-        ).one_or_none()
+        found = session.execute(_CURRENT, {"name": profile_name}).one_or_none()
         if found is None:
             raise NotFoundError(
                 f"Profile {profile_name!r} is not in the catalogue; "

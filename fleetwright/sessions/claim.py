@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session, joinedload, lazyload
 
 from fleetwright.browser.state import StateStore, StoredRef
@@ -23,6 +23,17 @@ from fleetwright.sessions.spec_cache import spec_cache
 from fleetwright.specs import ProfileSpec
 
 __all__ = ["Claim", "claim_profile"]
+
+#: built once (see fleetwright/browser/state.py): the profile with its proxy and pool
+_PROFILE = (
+    select(Profile)
+    .where(Profile.name == bindparam("name"))
+    .options(
+        joinedload(Profile.proxy),
+        joinedload(Profile.proxy_pool),
+        lazyload(Profile.tag_rows),  # read only when the cached spec is stale
+    )
+)
 
 
 @dataclass
@@ -56,15 +67,7 @@ def claim_profile(
     """In the caller's transaction `s`: the active profile `name`, its lease taken for
     `holder` (unless `take_lease` is False), its proxy chosen and, with a `store`, its saved
     storage state's pointer. `purpose` ("run", "open") words the error for an inactive one."""
-    row = s.scalar(
-        select(Profile)
-        .where(Profile.name == name)
-        .options(
-            joinedload(Profile.proxy),
-            joinedload(Profile.proxy_pool),
-            lazyload(Profile.tag_rows),  # read only when the cached spec is stale
-        )
-    )
+    row = s.scalar(_PROFILE, {"name": name})
     if row is None:
         raise NotFoundError(f"unknown profile {name!r}; see `fleetwright profile list`")
     if row.status != "active":

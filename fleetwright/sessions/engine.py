@@ -23,7 +23,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
-from sqlalchemy import update
+from sqlalchemy import bindparam, insert, update
 
 from fleetwright.browser import BrowserPool, BrowserSession, LaunchSpec, ProxyConfig
 from fleetwright.browser.state import BrowserState
@@ -67,6 +67,17 @@ logger = logging.getLogger(__name__)
 #: client for github.* / openai.* steps (fleetwright.integrations:Integrations).
 PROXY_SPECS = "fleetwright.proxy_spec"
 INTEGRATIONS = "fleetwright.integrations"
+
+#: the run row's statements, built once (see fleetwright/browser/state.py)
+_ADD_RUN = insert(Run).returning(Run.id)
+_ENDED = ("status", "ended_at", "duration_ms", "error", "error_type", "outputs", "artifacts",
+          "model", "tokens_used")  # fmt: skip
+_END_RUN = (
+    update(Run)
+    .where(Run.id == bindparam("run_id"))
+    .values({name: bindparam(f"v_{name}", type_=Run.__table__.c[name].type) for name in _ENDED})
+    .execution_options(synchronize_session=False)
+)
 
 _KEY_NAMESPACE = uuid.UUID("6c1f5a52-3f0e-4b1e-9d5c-2a8f2f6c9b10")
 
@@ -256,20 +267,21 @@ class SessionEngine:
             if not claim.taken:
                 return loaded, None
             stored, chosen, failover = claim.stored, claim.proxy, claim.failover
-            run = Run(
-                profile_id=claim.profile_id,
-                profile_name=loaded.spec.name,
-                command_name=req.command.name,
-                command_version=req.command.version,
-                flow_run_id=req.flow_run_id,
-                task_run_id=req.task_run_id,
-                attempts=req.attempt,
-                status="running",
-                proxy_name=chosen[1] if chosen else None,
-            )
-            s.add(run)
-            s.flush()
-            begun = _Begun(run_id=run.id, proxy=chosen, failover=failover)
+            run_id = s.execute(
+                _ADD_RUN,
+                {
+                    "profile_id": claim.profile_id,
+                    "profile_name": loaded.spec.name,
+                    "command_name": req.command.name,
+                    "command_version": req.command.version,
+                    "flow_run_id": req.flow_run_id,
+                    "task_run_id": req.task_run_id,
+                    "attempts": req.attempt,
+                    "status": "running",
+                    "proxy_name": chosen[1] if chosen else None,
+                },
+            ).scalar_one()
+            begun = _Begun(run_id=run_id, proxy=chosen, failover=failover)
         if stored is not None:  # read under the lease: no other run can switch it meanwhile
             try:
                 begun.state = self.pool.store.read(stored)
@@ -290,22 +302,18 @@ class SessionEngine:
         if proxy_id is not None:
             self._report_proxy(proxy_id, result)
         with session_scope(self.url) as s:
-            s.execute(
-                update(Run)
-                .where(Run.id == run_id)
-                .values(
-                    status=result.status,
-                    ended_at=utcnow(),
-                    duration_ms=result.duration_ms,
-                    error=result.error,
-                    error_type=result.error_type,
-                    outputs=result.outputs,
-                    artifacts=result.artifacts,
-                    model=extra.get("model"),
-                    tokens_used=extra.get("tokens_used"),
-                )
-                .execution_options(synchronize_session=False)
-            )
+            ended = {
+                "status": result.status,
+                "ended_at": utcnow(),
+                "duration_ms": result.duration_ms,
+                "error": result.error,
+                "error_type": result.error_type,
+                "outputs": result.outputs,
+                "artifacts": result.artifacts,
+                "model": extra.get("model"),
+                "tokens_used": extra.get("tokens_used"),
+            }
+            s.execute(_END_RUN, {"run_id": run_id, **{f"v_{k}": v for k, v in ended.items()}})
             if release is not None:
                 leases.release_in(s, release[0], release[1])
 

@@ -18,7 +18,7 @@ from contextlib import AbstractAsyncContextManager
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import or_, update
+from sqlalchemy import bindparam, or_, update
 from sqlalchemy.orm import Session
 
 from fleetwright.catalogue.db import db_now, session_scope
@@ -41,6 +41,46 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
+# The lease's statements, built once (see fleetwright/browser/state.py). `updated_at` is set to
+# itself: a lease is not an edit of the profile.
+_NO_SYNC = {"synchronize_session": False}
+_MINE = Profile.lease_holder == bindparam("holder")
+_EXPIRES = bindparam("expires", type_=Profile.lease_expires_at.type)
+_TAKE = (
+    update(Profile)
+    .where(
+        Profile.id == bindparam("pid"),
+        or_(
+            Profile.lease_holder.is_(None),
+            Profile.lease_expires_at < bindparam("now"),
+            _MINE,
+        ),
+    )
+    .values(
+        lease_holder=bindparam("holder", type_=Profile.lease_holder.type),
+        lease_expires_at=_EXPIRES,
+        updated_at=Profile.updated_at,
+    )
+    .execution_options(**_NO_SYNC)
+)
+_RELEASE = (
+    update(Profile)
+    .where(Profile.id == bindparam("pid"), _MINE)
+    .values(
+        lease_holder=None,
+        lease_expires_at=None,
+        lease_proxy_id=None,
+        updated_at=Profile.updated_at,
+    )
+    .execution_options(**_NO_SYNC)
+)
+_RENEW = (
+    update(Profile)
+    .where(Profile.id == bindparam("pid"), _MINE)
+    .values(lease_expires_at=_EXPIRES, updated_at=Profile.updated_at)
+    .execution_options(**_NO_SYNC)
+)
+
 
 #: A lease kept outside the catalogue, used by the session engine instead of its own when set:
 #: an async context manager factory `(profile_id, name, holder, ttl=, wait=, url=)`. The lease
@@ -53,17 +93,7 @@ def take(session: Session, profile_id: int, holder: str, ttl: timedelta) -> bool
     (expiry judged by the database's clock)."""
     now = db_now(session)
     result = session.execute(
-        update(Profile)
-        .where(
-            Profile.id == profile_id,
-            or_(
-                Profile.lease_holder.is_(None),
-                Profile.lease_expires_at < now,
-                Profile.lease_holder == holder,
-            ),
-        )
-        .values(lease_holder=holder, lease_expires_at=now + ttl, updated_at=Profile.updated_at)
-        .execution_options(synchronize_session=False)
+        _TAKE, {"pid": profile_id, "holder": holder, "now": now, "expires": now + ttl}
     )
     return bool(result.rowcount == 1)  # type: ignore[attr-defined]
 
@@ -76,27 +106,14 @@ def acquire(profile_id: int, holder: str, ttl: timedelta, *, url: str | None = N
 
 def release_in(session: Session, profile_id: int, holder: str) -> None:
     """In the caller's transaction: give the lease back (only if it is still ours)."""
-    session.execute(
-        update(Profile)
-        .where(Profile.id == profile_id, Profile.lease_holder == holder)
-        .values(
-            lease_holder=None,
-            lease_expires_at=None,
-            lease_proxy_id=None,
-            updated_at=Profile.updated_at,
-        )
-        .execution_options(synchronize_session=False)
-    )
+    session.execute(_RELEASE, {"pid": profile_id, "holder": holder})
 
 
 def renew(profile_id: int, holder: str, ttl: timedelta, *, url: str | None = None) -> bool:
     """Extend our lease; False when it is no longer ours (it expired and was taken)."""
     with session_scope(url) as s:
         result = s.execute(
-            update(Profile)
-            .where(Profile.id == profile_id, Profile.lease_holder == holder)
-            .values(lease_expires_at=db_now(s) + ttl, updated_at=Profile.updated_at)
-            .execution_options(synchronize_session=False)
+            _RENEW, {"pid": profile_id, "holder": holder, "expires": db_now(s) + ttl}
         )
         return bool(result.rowcount == 1)  # type: ignore[attr-defined]
 
