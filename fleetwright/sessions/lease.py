@@ -63,23 +63,13 @@ _TAKE = (
     )
     .execution_options(**_NO_SYNC)
 )
-_RELEASE = (
-    update(Profile)
-    .where(Profile.id == bindparam("pid"), _MINE)
-    .values(
-        lease_holder=None,
-        lease_expires_at=None,
-        lease_proxy_id=None,
-        updated_at=Profile.updated_at,
-    )
-    .execution_options(**_NO_SYNC)
+_OURS = (  # the profile, if its lease is still ours
+    update(Profile).where(Profile.id == bindparam("pid"), _MINE).execution_options(**_NO_SYNC)
 )
-_RENEW = (
-    update(Profile)
-    .where(Profile.id == bindparam("pid"), _MINE)
-    .values(lease_expires_at=_EXPIRES, updated_at=Profile.updated_at)
-    .execution_options(**_NO_SYNC)
+_RELEASE = _OURS.values(
+    lease_holder=None, lease_expires_at=None, lease_proxy_id=None, updated_at=Profile.updated_at
 )
+_RENEW = _OURS.values(lease_expires_at=_EXPIRES, updated_at=Profile.updated_at)
 
 
 #: A lease kept outside the catalogue, used by the session engine instead of its own when set:
