@@ -280,12 +280,6 @@ def _run_local(
     return 130 if stop_requested() else code
 
 
-async def _read(flow_run_id: str) -> FleetRun:
-    from fleetwright.fleet.runs import aread_fleet_run
-
-    return await aread_fleet_run(flow_run_id)
-
-
 async def _run_deployment(
     plan: FleetPlan,
     deployment: str,
@@ -323,8 +317,7 @@ async def _run_deployment(
     from fleetwright.cli.watch import follow_fleet  # the run's Prefect event stream
 
     bar = _progress(quiet=as_json)
-    await follow_fleet(str(flow_run.id), bar, len(plan.profiles), plan.command.name)
-    fleet = await _read(str(flow_run.id))
+    fleet = await follow_fleet(str(flow_run.id), bar, len(plan.profiles), plan.command.name)
     return render_summary(fleet, as_json=as_json)
 
 

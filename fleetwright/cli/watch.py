@@ -7,13 +7,16 @@ import asyncio
 import contextlib
 import json
 import sys
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.progress import Progress
 
 from fleetwright.cli.output import console, err_console
 from fleetwright.observability.watch import FleetTally, WatchEvent
+
+if TYPE_CHECKING:
+    from fleetwright.fleet.runs import FleetRun
 
 __all__ = ["describe", "follow_fleet", "watch"]
 
@@ -123,14 +126,20 @@ def describe(ev: WatchEvent) -> str | None:
     return None
 
 
-async def follow_fleet(flow_run_id: str, bar: Progress, total: int, label: str) -> str:
-    """`run --wait`: a progress bar fed by the run's events until it ends; its final state."""
+async def follow_fleet(flow_run_id: str, bar: Progress, total: int, label: str) -> FleetRun:
+    """`run --wait`: a progress bar fed by the run's events until the run ends, then the run's
+    record read from the API, whose counts the bar ends on.
+
+    The record, not the stream, has the last word: a session's events sent just before the
+    run ended can reach the stream after the run's final state, so the bar does not wait for
+    them (the stream's settle time) and takes the record's counts instead."""
+    from fleetwright.fleet.runs import aread_fleet_run
     from fleetwright.observability.watch import afollow
 
     tally = FleetTally(total=total)
     with bar:
         task = bar.add_task(f"{label} (waiting for a worker)", total=total, ok=0, failed=0)
-        async for ev in afollow(flow_run_id):
+        async for ev in afollow(flow_run_id, settle=0):
             tally.add(ev)
             desc = label if ev.event.startswith("fleetwright.") else None
             if ev.final:
@@ -138,4 +147,12 @@ async def follow_fleet(flow_run_id: str, bar: Progress, total: int, label: str) 
             bar.update(task, completed=tally.finished, ok=tally.ok, failed=tally.failed)
             if desc:
                 bar.update(task, description=desc)
-    return tally.state
+        fleet = await aread_fleet_run(flow_run_id)
+        bar.update(
+            task,
+            completed=fleet.ok + fleet.failed,
+            ok=fleet.ok,
+            failed=fleet.failed,
+            description=f"{label} ({fleet.state.lower()})",
+        )
+    return fleet

@@ -322,6 +322,29 @@ def test_run_wait_follows_a_deployment_run(
     )
 
 
+def test_run_wait_bar_ends_on_the_runs_record(
+    stack: Stack, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The bar stops following events at the run's final state and ends on the counts of the
+    run's record, not on whatever session events had arrived by then."""
+    from fleetwright.cli.main import main
+
+    _profiles("bar", 4, "bar")
+    monkeypatch.setenv("FLEETWRIGHT_PROGRESS", "always")  # the bar, although not a terminal
+    capsys.readouterr()
+    try:
+        main(["run", "demo", "--tag", "bar", "-p", f"base_url={stack.site.url}", "--wait"])
+        code: object = 0
+    except SystemExit as exc:
+        code = exc.code
+    captured = capsys.readouterr()
+    assert code == 0, captured.out + captured.err
+    bars = [line for line in captured.err.splitlines() if "demo (" in line]
+    assert bars, captured.err
+    last = " ".join(bars[-1].split())
+    assert "demo (completed)" in last and "4/4" in last and "4 ok 0 failed" in last, last
+
+
 # --- sharded fleet runs -----------------------------------------------------------------------
 
 
