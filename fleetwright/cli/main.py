@@ -9,6 +9,8 @@ ships its own copy of click, whose exceptions are not click's.
 
 from __future__ import annotations
 
+import atexit
+import gc
 import importlib
 import logging
 import sys
@@ -163,11 +165,39 @@ def main(argv: list[str] | None = None) -> None:
 
     from fleetwright.private import PRIVATE_UMASK
 
+    global _exit_hooked
+    if not _exit_hooked:
+        atexit.register(_quick_exit)
+        _exit_hooked = True
     previous = os.umask(PRIVATE_UMASK)
     try:
         _main(argv)
     finally:
         os.umask(previous)
+
+
+_exit_hooked = False
+
+
+def _quick_exit() -> None:
+    """The last thing before the interpreter tears itself down: the catalogue's connections
+    closed, then every object left out of the interpreter's final garbage collection.
+
+    That collection walks every object the process holds. After Prefect's imports it took
+    0.4–0.6 s of each command's run on a 2-core machine, to free memory the operating system
+    takes back at once anyway (bench/cli_bench.py times whole processes). Atexit handlers run
+    last-registered first, so Prefect's own (its event and log workers sending what is left)
+    have run before this one; stdout and stderr are still flushed after it. The connections
+    are closed here because a connection pool lives in reference cycles, which only that
+    collection would have closed.
+    """
+    db = sys.modules.get("fleetwright.catalogue.db")
+    if db is not None:
+        try:
+            db.dispose_engines()
+        except Exception:  # a database gone away: the process ends all the same
+            logging.getLogger(__name__).debug("closing the catalogue failed", exc_info=True)
+    gc.freeze()
 
 
 def _main(argv: list[str] | None) -> None:
