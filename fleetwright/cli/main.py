@@ -184,7 +184,7 @@ def _quick_exit() -> None:
     closed, then every object left out of the interpreter's final garbage collection.
 
     That collection walks every object the process holds. After Prefect's imports it took
-    0.4–0.6 s of each command's run on a 2-core machine, to free memory the operating system
+    0.37–0.59 s of each command's run on a 2-core machine, to free memory the operating system
     takes back at once anyway (bench/cli_bench.py times whole processes). Atexit handlers run
     last-registered first, so Prefect's own (its event and log workers sending what is left)
     have run before this one; stdout and stderr are still flushed after it. The connections
