@@ -14,13 +14,33 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
-__all__ = ["UpProcess", "alive", "console_script", "user_env"]
+__all__ = ["UpProcess", "alive", "api_call", "console_script", "user_env"]
 
 READY = "Fleetwright is up."
 STOPPED = "Stopped everything"
 
 Snapshot = list[tuple[int, float, str]]
+
+
+def api_call(method: str, url: str, *, client: Any = None, **kw: Any) -> Any:
+    """A Prefect API request whose JSON answer is returned, retried as Prefect's own client
+    retries it: on 429, 502 and 503 (a busy server on SQLite answers 503 to a write it could
+    not take in time), honouring Retry-After. Any other failure is an assertion naming it."""
+    import httpx
+
+    kw.setdefault("timeout", 30)
+    for attempt in range(8):
+        if client is None:
+            resp = httpx.request(method, url, **kw)
+        else:
+            resp = client.request(method, url, **kw)
+        if resp.status_code not in (429, 502, 503) or attempt == 7:
+            break
+        time.sleep(float(resp.headers.get("Retry-After") or 0) or 0.5 * 2**attempt)
+    assert resp.is_success, f"{method} {url}: {resp.status_code} {resp.text[:500]}"
+    return resp.json()
 
 
 def console_script() -> list[str]:

@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from fleetwright.embedded.prefect_server import free_port
-from fleetwright.testing.up import UpProcess, console_script, user_env
+from fleetwright.testing.up import UpProcess, api_call, console_script, user_env
 
 pytestmark = [
     pytest.mark.slow,
@@ -51,10 +51,10 @@ def test_up_comes_up_and_a_double_ctrl_c_stops_everything(tmp_path: Path) -> Non
         auth = (tmp_path / "home" / "prefect-api-auth").read_text().strip()  # the API asks
         headers = {"Authorization": "Basic " + base64.b64encode(auth.encode()).decode()}
         while time.monotonic() < deadline:  # the process worker picks it up and runs it
-            run = httpx.get(
-                f"http://127.0.0.1:{port}/api/flow_runs/{run_id}", headers=headers, timeout=10
+            run = api_call(
+                "GET", f"http://127.0.0.1:{port}/api/flow_runs/{run_id}", headers=headers
             )
-            state = (run.json().get("state") or {}).get("type")
+            state = (run.get("state") or {}).get("type")
             if state in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED"):
                 break
             time.sleep(1)

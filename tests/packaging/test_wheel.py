@@ -19,13 +19,14 @@ import sys
 import sysconfig
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import psutil
 import pytest
 
 from fleetwright.testing.proxies import free_port
-from fleetwright.testing.up import UpProcess, user_env
+from fleetwright.testing.up import UpProcess, api_call, user_env
 
 pytestmark = [pytest.mark.slow]
 
@@ -83,19 +84,11 @@ def _with_home(home: Path) -> list[str]:
     return found
 
 
-def _api(home: Path, port: int, method: str, path: str, **kw: object) -> httpx.Response:
+def _api(home: Path, port: int, method: str, path: str, **kw: Any) -> Any:
     """A request with the credential `up` generated into the home (its server asks for it)."""
     auth = (home / "prefect-api-auth").read_text().strip()
     headers = {"Authorization": "Basic " + base64.b64encode(auth.encode()).decode()}
-    resp = httpx.request(
-        method,
-        f"http://127.0.0.1:{port}/api{path}",
-        headers=headers,
-        timeout=30,
-        **kw,  # type: ignore[arg-type]
-    )
-    resp.raise_for_status()
-    return resp
+    return api_call(method, f"http://127.0.0.1:{port}/api{path}", headers=headers, **kw)
 
 
 def test_the_wheel_installs_only_fleetwright_and_up_runs_from_an_empty_folder(
@@ -130,20 +123,18 @@ def test_the_wheel_installs_only_fleetwright_and_up_runs_from_an_empty_folder(
     with UpProcess(argv, env, cwd=empty) as up:
         up.wait_up(UP_TIMEOUT_S)
         deadline = time.monotonic() + UP_TIMEOUT_S
-        found = _api(home, port, "POST", "/deployments/filter", json={}).json()
+        found = _api(home, port, "POST", "/deployments/filter", json={})
         entrypoints = {d["name"]: d["entrypoint"] for d in found}
         assert set(entrypoints) == DEPLOYMENTS, entrypoints
         assert all(e.startswith("fleetwright.flows.") for e in entrypoints.values()), entrypoints
         # a deployment's flow runs on the process worker, loaded from the installed package
         check = next(d for d in found if d["name"] == "check-proxies")
-        run = _api(
-            home, port, "POST", f"/deployments/{check['id']}/create_flow_run", json={}
-        ).json()
+        run = _api(home, port, "POST", f"/deployments/{check['id']}/create_flow_run", json={})
         state = None
         while time.monotonic() < deadline:
-            state = (
-                _api(home, port, "GET", f"/flow_runs/{run['id']}").json().get("state") or {}
-            ).get("type")
+            state = (_api(home, port, "GET", f"/flow_runs/{run['id']}").get("state") or {}).get(
+                "type"
+            )
             if state in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED"):
                 break
             time.sleep(1)

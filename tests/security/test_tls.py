@@ -18,13 +18,12 @@ import sys
 import time
 import uuid
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 
 from fleetwright.embedded.prefect_server import free_port
-from fleetwright.testing.up import UpProcess, console_script, user_env
+from fleetwright.testing.up import UpProcess, api_call, console_script, user_env
 
 UP_TIMEOUT_S = 420
 
@@ -34,18 +33,6 @@ def _run(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[st
         [*console_script(), *args], env=env, capture_output=True, text=True, timeout=180,
         check=False,
     )  # fmt: skip
-
-
-def _call(client: httpx.Client, method: str, url: str, **kw: Any) -> Any:
-    """A Prefect API call retried as Prefect's own client retries it: on 429, 502 and 503 (a
-    busy server's SQLite answers 503 to a write it could not take in time)."""
-    for attempt in range(8):
-        resp = client.request(method, url, **kw)
-        if resp.status_code not in (429, 502, 503) or attempt == 7:
-            break
-        time.sleep(float(resp.headers.get("Retry-After") or 0) or 0.5 * 2**attempt)
-    assert resp.is_success, f"{method} {url}: {resp.status_code} {resp.text[:500]}"
-    return resp.json()
 
 
 def _ca_context(home: Path) -> ssl.SSLContext:
@@ -178,12 +165,14 @@ def test_up_serves_https_only_and_every_client_verifies_the_ca(
 
         # a deployment run on the worker `up` started: worker and flow run talk https
         with httpx.Client(verify=ca, headers=headers, timeout=30) as client:
-            found = _call(client, "POST", f"{api}/deployments/filter", json={})
+            found = api_call("POST", f"{api}/deployments/filter", client=client, json={})
             check = next(d for d in found if d["name"] == "check-proxies")
-            run = _call(client, "POST", f"{api}/deployments/{check['id']}/create_flow_run", json={})
+            run = api_call(
+                "POST", f"{api}/deployments/{check['id']}/create_flow_run", client=client, json={}
+            )
             state = None
             while time.monotonic() < deadline:
-                got = _call(client, "GET", f"{api}/flow_runs/{run['id']}")
+                got = api_call("GET", f"{api}/flow_runs/{run['id']}", client=client)
                 state = (got.get("state") or {}).get("type")
                 if state in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED"):
                     break

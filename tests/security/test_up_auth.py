@@ -19,7 +19,7 @@ import psutil
 import pytest
 
 from fleetwright.embedded.prefect_server import free_port
-from fleetwright.testing.up import UpProcess, console_script, user_env
+from fleetwright.testing.up import UpProcess, api_call, console_script, user_env
 
 pytestmark = [pytest.mark.slow]
 
@@ -57,9 +57,7 @@ def test_up_serves_an_authenticated_api_and_keeps_its_home_private(tmp_path: Pat
         wrong = httpx.post(f"{api}/deployments/filter", json={}, headers=_basic("a:b"), timeout=30)
         assert wrong.status_code == 401
         assert httpx.get(f"{api}/health", timeout=30).status_code == 200
-        found = httpx.post(
-            f"{api}/deployments/filter", json={}, headers=_basic(auth), timeout=30
-        ).json()
+        found = api_call("POST", f"{api}/deployments/filter", json={}, headers=_basic(auth))
 
         # the CLI in another shell finds the credential in the home by itself
         status = subprocess.run(
@@ -73,16 +71,16 @@ def test_up_serves_an_authenticated_api_and_keeps_its_home_private(tmp_path: Pat
         # a deployment run on the worker `up` started: the worker and the flow run's own
         # process report to the authenticated API with the credential from their environment
         check = next(d for d in found if d["name"] == "check-proxies")
-        run = httpx.post(
+        run = api_call(
+            "POST",
             f"{api}/deployments/{check['id']}/create_flow_run",
             json={},
             headers=_basic(auth),
-            timeout=30,
-        ).json()
+        )
         state = None
         while time.monotonic() < deadline:
-            got = httpx.get(f"{api}/flow_runs/{run['id']}", headers=_basic(auth), timeout=30)
-            state = (got.json().get("state") or {}).get("type")
+            got = api_call("GET", f"{api}/flow_runs/{run['id']}", headers=_basic(auth))
+            state = (got.get("state") or {}).get("type")
             if state in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED"):
                 break
             time.sleep(1)
