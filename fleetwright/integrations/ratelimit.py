@@ -4,6 +4,7 @@ GitHub's own signals (x-ratelimit-remaining/reset; ≥ 1 s between mutating call
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
 import threading
@@ -130,6 +131,9 @@ class _Pacer:
 
     def __init__(self) -> None:
         self.lock = asyncio.Lock()
+        # Mutating calls go one at a time (GitHub: "make requests for a single user or client
+        # ID serially"); the next may start `spacing` after the last one's answer.
+        self.mutation = asyncio.Lock()
         self.next_mutation = 0.0
         self.blocked_until = 0.0
 
@@ -222,7 +226,17 @@ class GitHubThrottler(BaseThrottler):
                 delay = pacer.next_mutation - time.monotonic()
                 if delay > 0:
                     await asyncio.sleep(delay)
-                pacer.next_mutation = time.monotonic() + self.spacing.total_seconds()
+
+    async def _mutation_done(self, pacer: _Pacer) -> None:
+        """A mutating call was answered: the next waits `spacing` from now, so GitHub sees
+        them at least that far apart however long the request took to arrive."""
+        pacer.next_mutation = time.monotonic() + self.spacing.total_seconds()
+        if self.redis_url:
+            millis = max(1, int(self.spacing.total_seconds() * 1000))
+            with contextlib.suppress(Exception):  # Redis gone: its own error comes on the next call
+                await redis_client(self.redis_url).set(
+                    f"fleetwright:github-mutation:{self.key}", "1", px=millis
+                )
 
     @contextmanager
     def acquire(self, request: httpx.Request) -> Generator[None, Any, Any]:
@@ -234,7 +248,18 @@ class GitHubThrottler(BaseThrottler):
         loop = id(asyncio.get_running_loop())
         sem = self._async_semaphores.setdefault(loop, asyncio.Semaphore(self._max_concurrency))
         async with sem:
+            if request.method not in _MUTATING:
+                began = time.monotonic()
+                await self._wait(request)
+                observe.ratelimit_waited("github", time.monotonic() - began)
+                yield
+                return
+            pacer = self._pacer()
             began = time.monotonic()
-            await self._wait(request)
-            observe.ratelimit_waited("github", time.monotonic() - began)
-            yield
+            async with pacer.mutation:
+                await self._wait(request)
+                observe.ratelimit_waited("github", time.monotonic() - began)
+                try:
+                    yield
+                finally:
+                    await self._mutation_done(pacer)
