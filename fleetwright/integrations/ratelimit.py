@@ -152,11 +152,15 @@ def redis_client(url: str) -> Any:
     return client
 
 
+def _mutation_mark(key: str, spacing: timedelta) -> tuple[str, int]:
+    """The Redis key that marks a token's last mutation, and how long it holds (ms)."""
+    return f"fleetwright:github-mutation:{key}", max(1, int(spacing.total_seconds() * 1000))
+
+
 async def _space_in_redis(url: str, key: str, spacing: timedelta) -> None:
     """Wait until no mutating call with this token happened in the last `spacing`, anywhere."""
     client = redis_client(url)
-    name = f"fleetwright:github-mutation:{key}"
-    millis = max(1, int(spacing.total_seconds() * 1000))
+    name, millis = _mutation_mark(key, spacing)
     while not await client.set(name, "1", nx=True, px=millis):
         left = await client.pttl(name)
         await asyncio.sleep(max(int(left), 10) / 1000)
@@ -232,11 +236,9 @@ class GitHubThrottler(BaseThrottler):
         them at least that far apart however long the request took to arrive."""
         pacer.next_mutation = time.monotonic() + self.spacing.total_seconds()
         if self.redis_url:
-            millis = max(1, int(self.spacing.total_seconds() * 1000))
+            name, millis = _mutation_mark(self.key, self.spacing)
             with contextlib.suppress(Exception):  # Redis gone: its own error comes on the next call
-                await redis_client(self.redis_url).set(
-                    f"fleetwright:github-mutation:{self.key}", "1", px=millis
-                )
+                await redis_client(self.redis_url).set(name, "1", px=millis)
 
     @contextmanager
     def acquire(self, request: httpx.Request) -> Generator[None, Any, Any]:
